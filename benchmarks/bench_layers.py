@@ -1,0 +1,222 @@
+"""Layer timings for the seed UNet's shapes, against the BLAS ceiling of a plain matmul.
+
+What it measures, for batch 1, float32, 256x256 input (the seed's size):
+
+- Conv2D 3x3 'same' (ReLU, as in the seed) at every depth of the UNet, the decoder conv
+  after concatenation (128->64), the 2x2 'same' up-conv (1024->512 at 32x32, after
+  UpSampling2D) and a Conv2DTranspose(512, 2, strides=2) from 16x16x1024;
+- MaxPooling2D(2) and UpSampling2D(2) (times only, their GFLOP/s column is '-').
+
+For each layer: median forward and backward time (ms) over R repeats after one warm-up
+call, and GFLOP/s with FLOP = 2*M*K*N for the forward and twice that for the backward
+(the dx and dkernel products). For a convolution M = N*Ho*Wo, K = kh*kw*Cin, N = Cout (its
+im2col product); for the transposed convolution M = N*H*W of the *input*, K = Cin,
+N = kh*kw*Cout, the product the layer really does. Beside each conv row, the GFLOP/s of a
+plain float32 ``A (M, K) @ B (K, N)`` timed in the same loop, alternating with the layer,
+so that machine noise hits both alike: the BLAS ceiling, and the ratio fwd / matmul.
+
+Run from the repository root::
+
+    python benchmarks/bench_layers.py               # full size, 5 repeats
+    python benchmarks/bench_layers.py --repeats 9
+    python benchmarks/bench_layers.py --quick       # 64x64 input, 2 repeats: a smoke test
+
+Thread counts are BLAS's own; set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the package importable
+    sys.path.insert(0, str(ROOT))
+
+from numpy_unet.layers import (  # noqa: E402
+    Conv2D,
+    Conv2DTranspose,
+    Layer,
+    MaxPooling2D,
+    UpSampling2D,
+)
+
+DTYPE = np.float32
+
+
+@dataclass
+class Case:
+    """One row of the table: a layer, its input shape and its main product (M, K, N)."""
+
+    name: str
+    layer: Layer
+    x_shape: tuple[int, int, int, int]
+    mkn: tuple[int, int, int] | None = None  # None: no FLOP count (pooling, upsampling)
+
+
+def conv_case(cin: int, cout: int, size: int, k: int = 3) -> Case:
+    """Conv2D k x k 'same' with ReLU, cin -> cout at size x size, batch 1."""
+    layer = Conv2D(
+        cout,
+        k,
+        padding="same",
+        activation="relu",
+        kernel_initializer="he_normal",
+        dtype="float32",
+        seed=0,
+    )
+    return Case(
+        f"Conv2D {k}x{k} {cin}->{cout}",
+        layer,
+        (1, size, size, cin),
+        (size * size, k * k * cin, cout),
+    )
+
+
+def build_cases(scale: int) -> list[Case]:
+    """The seed UNet's shapes at a 256x256 input, spatial sizes divided by ``scale``."""
+    s = 256 // scale
+    convt = Conv2DTranspose(
+        512,
+        2,
+        strides=2,
+        padding="same",
+        activation="relu",
+        kernel_initializer="he_normal",
+        dtype="float32",
+        seed=0,
+    )
+    return [
+        conv_case(1, 64, s),
+        conv_case(64, 64, s),
+        conv_case(128, 128, s // 2),
+        conv_case(256, 256, s // 4),
+        conv_case(512, 512, s // 8),
+        conv_case(1024, 1024, s // 16),
+        conv_case(128, 64, s),
+        conv_case(1024, 512, s // 8, k=2),
+        Case(
+            "Conv2DTranspose 2x2/2 1024->512",
+            convt,
+            (1, s // 16, s // 16, 1024),
+            ((s // 16) ** 2, 1024, 2 * 2 * 512),
+        ),
+        Case("MaxPooling2D 2", MaxPooling2D(2), (1, s, s, 64)),
+        Case("UpSampling2D 2", UpSampling2D(2), (1, s // 2, s // 2, 128)),
+    ]
+
+
+def measure(case: Case, repeats: int, rng: np.random.Generator) -> dict[str, float]:
+    """Median forward, backward and matmul times (s), interleaved in one loop."""
+    x = rng.standard_normal(case.x_shape, dtype=DTYPE)
+    dy = rng.standard_normal(case.layer.forward(x).shape, dtype=DTYPE)  # warm-up forward
+    case.layer.backward(dy)  # warm-up backward
+    a = b = None
+    if case.mkn is not None:
+        m, k, n = case.mkn
+        a = rng.standard_normal((m, k), dtype=DTYPE)
+        b = rng.standard_normal((k, n), dtype=DTYPE)
+        np.matmul(a, b)  # warm-up matmul
+    fwd, bwd, mm = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        case.layer.forward(x)
+        t1 = time.perf_counter()
+        case.layer.backward(dy)
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+        if a is not None:
+            t3 = time.perf_counter()
+            np.matmul(a, b)
+            mm.append(time.perf_counter() - t3)
+    med = statistics.median
+    return {"fwd": med(fwd), "bwd": med(bwd), "mm": med(mm) if mm else float("nan")}
+
+
+def blas_name() -> str:
+    """BLAS library name and version from ``numpy.show_config``, or '?' if unavailable."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):  # NumPy < 1.26 has no mode='dicts'
+        return "?"
+    return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+
+
+def header(size: int, repeats: int) -> str:
+    """Environment lines printed above the table."""
+    threads = (
+        ", ".join(
+            f"{k}={os.environ[k]}"
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+            if k in os.environ
+        )
+        or "not set"
+    )
+    return "\n".join(
+        [
+            f"numpy {np.__version__}, BLAS: {blas_name()}",
+            f"threads env: {threads}; cpu_count: {os.cpu_count()}",
+            f"input {size}x{size}, batch 1, float32; median of {repeats} repeats after 1 warm-up",
+        ]
+    )
+
+
+def gflops(flop: float, seconds: float) -> str:
+    return f"{flop / seconds / 1e9:.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="64x64 input and 2 repeats: a smoke test of a few seconds",
+    )
+    args = parser.parse_args(argv)
+    repeats = 2 if args.quick else max(1, args.repeats)
+    scale = 4 if args.quick else 1
+    start = time.perf_counter()
+    print(header(256 // scale, repeats))
+    cols = (
+        "layer",
+        "input (H,W,C)",
+        "fwd ms",
+        "bwd ms",
+        "fwd GF/s",
+        "bwd GF/s",
+        "matmul GF/s",
+        "fwd/mm",
+    )
+    fmt = "{:<32} {:>15} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7}"
+    print(fmt.format(*cols))
+    print("-" * 108)
+    rng = np.random.default_rng(0)
+    for case in build_cases(scale):
+        t = measure(case, repeats, rng)
+        shape = "x".join(str(d) for d in case.x_shape[1:])
+        row = [case.name, shape, f"{t['fwd'] * 1e3:.1f}", f"{t['bwd'] * 1e3:.1f}"]
+        if case.mkn is None:
+            row += ["-", "-", "-", "-"]
+        else:
+            flop = 2.0 * np.prod(case.mkn, dtype=np.float64)
+            row += [
+                gflops(flop, t["fwd"]),
+                gflops(2 * flop, t["bwd"]),
+                gflops(flop, t["mm"]),
+                f"{t['mm'] / t['fwd']:.2f}",
+            ]
+        print(fmt.format(*row), flush=True)
+    print(f"total run time {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m numpy_unet`` runs the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

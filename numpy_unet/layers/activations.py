@@ -1,0 +1,93 @@
+"""Element-wise activations (ReLU, Sigmoid) and the channel softmax.
+
+They accept inputs of any shape and keep the input's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+class ReLU(Layer):
+    """Rectified linear unit, ``y = max(x, 0)``.
+
+    Shapes: any ``(...)`` in, the same shape out.
+
+    Backward: ``dx = dy * [x > 0]``. At the kink ``x == 0`` the gradient is taken as 0,
+    as in TensorFlow/Keras.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._check_input(x, ndim=None)
+        y = np.maximum(x, 0)
+        return self._remember(y, y)  # y > 0 exactly where x > 0: y is all backward needs
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = self._check_backward(dy)
+        (y,) = self._cache
+        return dy * (y > 0)
+
+
+class Sigmoid(Layer):
+    """Logistic sigmoid, ``y = 1 / (1 + exp(-x))``, computed without overflow.
+
+    Shapes: any ``(...)`` in, the same shape out.
+
+    Backward: ``dx = dy * y * (1 - y)``.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._check_input(x, ndim=None)
+        y = sigmoid(x)
+        return self._remember(y, y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = self._check_backward(dy)
+        (y,) = self._cache
+        return dy * y * (1 - y)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Stable sigmoid: ``exp`` only ever sees ``-|x|``, so it cannot overflow."""
+    e = np.exp(-np.abs(x))  # in (0, 1]
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Softmax(Layer):
+    """Softmax over the last axis (the channels): ``y_k = exp(x_k) / sum_j exp(x_j)``.
+
+    Shapes: any ``(..., K)`` in, the same shape out; each ``y[..., :]`` sums to 1.
+
+    Backward (Jacobian ``dy_k/dx_j = y_k (delta_kj - y_j)``):
+    ``dx = y * (dy - sum_k(dy_k * y_k))``, the sum over the last axis.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._check_input(x, ndim=None)
+        if x.ndim == 0:
+            raise ValueError(f"{self.describe()}: expected at least a 1-D input, got a scalar")
+        e = np.exp(x - x.max(axis=-1, keepdims=True))  # shift by the max: no overflow
+        y = e / e.sum(axis=-1, keepdims=True)
+        return self._remember(y, y)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = self._check_backward(dy)
+        (y,) = self._cache
+        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax}
+
+
+def get_activation(name: str | None, where: str) -> Layer | None:
+    """The activation layer for a Keras activation name (``None`` or ``"linear"``: none)."""
+    if name is None or name == "linear":
+        return None
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"{where}: activation must be None, 'linear' or one of {sorted(ACTIVATIONS)}, "
+            f"got {name!r}"
+        )
+    return ACTIVATIONS[name](name=f"{where}/{name}")

@@ -1,0 +1,167 @@
+"""Conv2D: the 2-D convolution of Keras (a cross-correlation), stride 1, fast im2col version.
+
+The readable loop version of the same computation is ``loops.conv2d_forward_loops`` and
+``loops.conv2d_backward_loops``; the tests check that both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .activations import get_activation
+from .base import Layer, as_float_dtype
+from .initializers import get_initializer
+from .padding import check_padding, conv_output_length, pad_same, pair, unpad_same
+
+
+class Conv2D(Layer):
+    """2-D convolution over (N, H, W, C) inputs, as ``keras.layers.Conv2D`` with stride 1.
+
+    Shapes
+    ------
+    x : (N, H, W, Cin)  ->  y : (N, Ho, Wo, filters)
+    kernel : (kh, kw, Cin, filters), bias : (filters,)
+    'same':  Ho, Wo = H, W; zero padding of (k-1)//2 before and k-1-(k-1)//2 after, so a
+             3x3 kernel pads 1 on each side and a 2x2 kernel pads 0 before and 1 after.
+    'valid': Ho, Wo = H - kh + 1, W - kw + 1 (no padding).
+
+    Forward, with xp the padded input and ``act`` the activation::
+
+        z[n,h,w,f] = b[f] + sum_{i,j,c} xp[n, h+i, w+j, c] * K[i,j,c,f]      y = act(z)
+
+    Backward, with dz = dL/dz (the activation's backward applied to dy)::
+
+        dK[i,j,c,f]    = sum_{n,h,w} xp[n, h+i, w+j, c] * dz[n,h,w,f]
+        db[f]          = sum_{n,h,w} dz[n,h,w,f]
+        dxp[n,h+i,w+j,c] += sum_f dz[n,h,w,f] * K[i,j,c,f]   (then cut the padding off)
+
+    Fast path (im2col): every (kh, kw, Cin) window becomes one row of a matrix ``cols``
+    of shape (N*Ho*Wo, kh*kw*Cin); then ``z = cols @ K.reshape(-1, filters)`` is one BLAS
+    product, ``dK = cols.T @ dz`` another, and ``dcols = dz @ K.T`` is folded back onto
+    the input by adding each kernel offset's slice (col2im).
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    kernel_size : int or (int, int)
+    padding : {'same', 'valid'}
+    activation : {None, 'linear', 'relu', 'sigmoid', 'softmax'}
+    use_bias : bool
+    kernel_initializer : {'he_normal', 'glorot_uniform'}
+        Keras's default is 'glorot_uniform'; the seed's UNet passes 'he_normal' explicitly.
+    dtype : {'float32', 'float64'}
+        Dtype of the parameters and of the computation; inputs are cast to it.
+    seed : int, optional
+        Seed of the kernel initializer.
+    name : str, optional
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        padding: str = "valid",
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str = "glorot_uniform",
+        dtype: str = "float32",
+        seed: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        where = self.describe()
+        if int(filters) < 1:
+            raise ValueError(f"{where}: filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = pair(kernel_size, "kernel_size", where)
+        self.padding = check_padding(padding, where)
+        self.activation_name = activation
+        self.activation = get_activation(activation, self.name)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self._init = get_initializer(kernel_initializer, where)
+        self.dtype = as_float_dtype(dtype, where)
+        self.seed = seed
+
+    def build(self, input_shape: tuple) -> None:
+        """Create kernel (kh, kw, Cin, filters) and bias (filters,) for (N, H, W, Cin)."""
+        cin = int(input_shape[-1])
+        kh, kw = self.kernel_size
+        rng = np.random.default_rng(self.seed)
+        self.params = {"kernel": self._init((kh, kw, cin, self.filters), rng, self.dtype)}
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.filters, self.dtype)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        n, h, w, _ = input_shape
+        kh, kw = self.kernel_size
+        ho = conv_output_length(h, kh, self.padding)
+        wo = conv_output_length(w, kw, self.padding)
+        return (n, ho, wo, self.filters)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._check_input(x)
+        if not self.built:
+            self.build(x.shape)
+        self._check_channels(x)
+        x = x.astype(self.dtype, copy=False)  # compute in the layer's dtype, as Keras does
+        n, ho, wo, f = self.compute_output_shape(x.shape)
+        if ho < 1 or wo < 1:
+            raise ValueError(
+                f"{self.describe()}: input {x.shape[1]}x{x.shape[2]} is smaller than the "
+                f"{self.kernel_size[0]}x{self.kernel_size[1]} kernel with padding='valid'"
+            )
+        xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
+        cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
+        z = cols @ self.params["kernel"].reshape(-1, f)  # (N*Ho*Wo, F)
+        if self.use_bias:
+            z += self.params["bias"]
+        z = z.reshape(n, ho, wo, f)  # (N, Ho, Wo, F)
+        y = z if self.activation is None else self.activation.forward(z)
+        return self._remember(y, xp, x.shape)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = self._check_backward(dy)
+        xp, x_shape = self._cache
+        dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
+        dz = dz.astype(self.dtype, copy=False).reshape(-1, self.filters)  # (N*Ho*Wo, F)
+        kernel = self.params["kernel"]
+        cols = im2col(xp, *self.kernel_size)  # recomputed, not cached: saves 9x memory
+        self.grads = {"kernel": (cols.T @ dz).reshape(kernel.shape)}  # (kh, kw, Cin, F)
+        if self.use_bias:
+            self.grads["bias"] = dz.sum(axis=0)  # (F,)
+        dcols = dz @ kernel.reshape(-1, self.filters).T  # (N*Ho*Wo, kh*kw*Cin)
+        dxp = col2im(dcols, xp.shape, *self.kernel_size)  # (N, Hp, Wp, Cin)
+        return unpad_same(dxp, x_shape, *self.kernel_size, self.padding)  # (N, H, W, Cin)
+
+
+def im2col(xp: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Windows of ``xp`` (N, Hp, Wp, C) as rows: (N*Ho*Wo, kh*kw*C), ordered (i, j, c).
+
+    ``sliding_window_view`` gives every window without copying; the reshape copies them
+    into one matrix so that the convolution becomes a single BLAS product.
+    """
+    n, hp, wp, c = xp.shape
+    ho, wo = hp - kh + 1, wp - kw + 1
+    windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (N, Ho, Wo, C, kh, kw)
+    windows = windows.transpose(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, kh, kw, C): kernel order
+    return windows.reshape(n * ho * wo, kh * kw * c)
+
+
+def col2im(dcols: np.ndarray, xp_shape: tuple, kh: int, kw: int) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add each row's window back onto an (N, Hp, Wp, C) array.
+
+    One Python iteration per kernel offset (i, j), never per pixel: offset (i, j) of every
+    window lands on the input shifted by (i, j).
+    """
+    n, hp, wp, c = xp_shape
+    ho, wo = hp - kh + 1, wp - kw + 1
+    dcols = dcols.reshape(n, ho, wo, kh, kw, c)
+    dxp = np.zeros(xp_shape, dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, i : i + ho, j : j + wo, :] += dcols[:, :, :, i, j, :]
+    return dxp

@@ -1,0 +1,63 @@
+"""Keras's padding rules, in one place: how much 'same' pads, and how big the output is."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def same_padding(size: int, kernel: int, stride: int = 1) -> tuple[int, int]:
+    """Zeros added (before, after) along one axis by ``padding='same'``.
+
+    'same' makes the output ``ceil(size / stride)`` long. The total padding needed is
+    ``max((out - 1) * stride + kernel - size, 0)``; TensorFlow/Keras put the smaller half
+    *before* and the extra pixel *after*. For stride 1 that is ``(k - 1) // 2`` before and
+    ``k - 1 - (k - 1) // 2`` after: a 3x3 kernel pads (1, 1), a 2x2 kernel pads (0, 1).
+    """
+    out = -(-size // stride)  # ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_output_length(size: int, kernel: int, padding: str, stride: int = 1) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    if padding == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1  # 'valid': only windows that fit
+
+
+def check_padding(padding: str, where: str) -> str:
+    """Return ``padding`` if it is 'same' or 'valid', else raise naming ``where``."""
+    if padding not in ("same", "valid"):
+        raise ValueError(f"{where}: padding must be 'same' or 'valid', got {padding!r}")
+    return padding
+
+
+def pair(value: int | tuple[int, int], what: str, where: str) -> tuple[int, int]:
+    """Keras accepts ``3`` or ``(3, 3)`` for sizes: return a pair of positive ints."""
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        a, b = (int(v) for v in value)
+    except (TypeError, ValueError) as err:
+        message = f"{where}: {what} must be an int or a pair of ints, got {value!r}"
+        raise ValueError(message) from err
+    if a < 1 or b < 1:
+        raise ValueError(f"{where}: {what} must be positive, got {value!r}")
+    return a, b
+
+
+def pad_same(x: np.ndarray, kh: int, kw: int, padding: str) -> np.ndarray:
+    """Zero-pad (N, H, W, C) as 'same' does for a kh x kw kernel, stride 1 ('valid': as is)."""
+    if padding == "valid":
+        return x
+    _, h, w, _ = x.shape
+    return np.pad(x, ((0, 0), same_padding(h, kh), same_padding(w, kw), (0, 0)))
+
+
+def unpad_same(dxp: np.ndarray, x_shape: tuple, kh: int, kw: int, padding: str) -> np.ndarray:
+    """Cut the padding of :func:`pad_same` off a gradient of the padded input."""
+    if padding == "valid":
+        return dxp
+    _, h, w, _ = x_shape
+    top, left = same_padding(h, kh)[0], same_padding(w, kw)[0]
+    return dxp[:, top : top + h, left : left + w, :]

@@ -1,0 +1,53 @@
+"""UpSampling2D: nearest-neighbour enlargement, each pixel copied into a block."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+from .padding import pair
+
+
+class UpSampling2D(Layer):
+    """Repeat rows and columns, as ``keras.layers.UpSampling2D(size, interpolation='nearest')``.
+
+    Shapes: x (N, H, W, C) -> y (N, H*sh, W*sw, C) for ``size=(sh, sw)``.
+
+    Forward: ``y[n, h, w, c] = x[n, h // sh, w // sw, c]``.
+
+    Backward: every input pixel was copied to an sh x sw block, so its gradient is the *sum*
+    of the block (not one element of it)::
+
+        dx[n, h, w, c] = sum_{a<sh, b<sw} dy[n, sh*h + a, sw*w + b, c]
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] = 2,
+        interpolation: str = "nearest",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.size = pair(size, "size", self.describe())
+        if interpolation != "nearest":
+            raise ValueError(
+                f"{self.describe()}: only interpolation='nearest' is implemented (the seed's "
+                f"UNet uses it), got {interpolation!r}"
+            )
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        n, h, w, c = input_shape
+        return (n, h * self.size[0], w * self.size[1], c)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._check_input(x)
+        sh, sw = self.size
+        y = x.repeat(sh, axis=1).repeat(sw, axis=2)  # (N, H*sh, W*sw, C)
+        return self._remember(y, x.shape)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = self._check_backward(dy)
+        (n, h, w, c), (sh, sw) = self._cache[0], self.size
+        blocks = dy.reshape(n, h, sh, w, sw, c)  # a view: block (h, w) is [:, h, :, w, :, :]
+        return blocks.sum(axis=(2, 4))  # (N, H, W, C)
