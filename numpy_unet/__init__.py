@@ -2,7 +2,16 @@
 
 from . import layers, losses
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
+from .unet import UNet
 
 __version__ = "0.1.0"
 
-__all__ = ["GradcheckError", "gradcheck", "gradcheck_loss", "layers", "losses", "__version__"]
+__all__ = [
+    "GradcheckError",
+    "UNet",
+    "gradcheck",
+    "gradcheck_loss",
+    "layers",
+    "losses",
+    "__version__",
+]

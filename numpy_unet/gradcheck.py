@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["GradcheckError", "GradcheckReport", "TensorCheck", "gradcheck", "gradcheck_loss"]
+__all__ = [
+    "GradcheckError",
+    "GradcheckReport",
+    "ModelWithLoss",
+    "TensorCheck",
+    "gradcheck",
+    "gradcheck_loss",
+]
 
 
 class GradcheckError(AssertionError):
@@ -176,16 +183,21 @@ def _directional_derivatives(
     eps: float,
     directions: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each unit direction v: the central difference along v, and <analytic, v>."""
+    """For each direction v: the central difference along v, and <analytic, v>.
+
+    The step along v has length eps (h = eps / |v|), as small as an elementwise step, so
+    it does not jump across ReLU or max-pooling kinks however many elements v moves.
+    """
     original = a.copy()
     numerical, predicted = [], []
     for v in directions:
-        np.copyto(a, original + eps * v)
+        h = eps / (np.linalg.norm(v) or 1.0)
+        np.copyto(a, original + h * v)
         y_plus = run()
-        np.copyto(a, original - eps * v)
+        np.copyto(a, original - h * v)
         y_minus = run()
         np.copyto(a, original)
-        numerical.append(np.sum((y_plus - y_minus) * dy) / (2 * eps))
+        numerical.append(np.sum((y_plus - y_minus) * dy) / (2 * h))
         predicted.append(np.sum(analytic * v))
     return np.array(numerical), np.array(predicted)
 
@@ -214,8 +226,9 @@ def _run_checks(
                 f"but {name} has shape {a.shape}"
             )
         if directional:
+            # N(0, 1) entries, not unit vectors: <grad, v> is then about the size of the
+            # gradient's norm, so the tolerances mean the same as for one element.
             directions = [rng.standard_normal(a.shape) for _ in range(n_directions)]
-            directions = [v / (np.linalg.norm(v) or 1.0) for v in directions]
             numerical, predicted = _directional_derivatives(a, analytic, run, dy, eps, directions)
             check = _compare(name, numerical, predicted, atol, rtol)
             check.shape = tuple(a.shape)  # the tensor's shape, not the number of directions
@@ -264,9 +277,10 @@ def gradcheck(
     eps, atol, rtol : float
         Step of the central differences and tolerances (torch's defaults).
     directional : bool
-        Instead of every element, compare ``(f(t + eps v) - f(t - eps v)) / 2 eps`` with
-        ``<grad, v>`` for ``n_directions`` random unit directions v per tensor: for tensors too
-        big to check element by element.
+        Instead of every element, compare ``(f(t + h v) - f(t - h v)) / 2h`` with
+        ``<grad, v>`` for ``n_directions`` random directions v per tensor (entries drawn from
+        N(0, 1); h = eps / |v|, a step of length eps): for tensors too big to check element
+        by element, such as a whole UNet's.
     seed : int
         Seed of the random upstream gradient and directions.
     raise_exception : bool
@@ -371,3 +385,32 @@ def gradcheck_loss(
         rng=np.random.default_rng(seed),
         raise_exception=raise_exception,
     )
+
+
+class ModelWithLoss:
+    """``loss(model(x), y_true)`` as one scalar-valued layer, to check a model end to end.
+
+    ``gradcheck(ModelWithLoss(model, BinaryCrossentropy(), y), x)`` checks dL/dx and dL/dθ
+    for every parameter θ of the model, through the loss.
+    """
+
+    def __init__(self, model: object, loss: object, y_true: np.ndarray, **loss_kwargs: object):
+        self.model, self.loss, self.y_true, self.loss_kwargs = model, loss, y_true, loss_kwargs
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.model.params
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        return self.model.grads
+
+    def describe(self) -> str:
+        return f"{_name_of(self.model)} + {_name_of(self.loss)}"
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        y_pred = self.model.forward(x, training=training)
+        return np.array(self.loss.forward(y_pred, self.y_true, **self.loss_kwargs))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.model.backward(self.loss.backward() * dy)

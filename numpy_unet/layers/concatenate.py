@@ -33,6 +33,9 @@ class Concatenate(Layer):
             )
         self.axis = axis % 4
 
+    def build(self, input_shapes: list[tuple]) -> None:
+        self.built = True  # nothing to create; input_shapes is a list, one per input
+
     def compute_output_shape(self, input_shapes: list[tuple]) -> tuple:
         shape = list(input_shapes[0])
         shape[self.axis] = sum(s[self.axis] for s in input_shapes)

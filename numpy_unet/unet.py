@@ -1,0 +1,412 @@
+"""The UNet of the seed's Keras code, and the original paper's variant, from the layers.
+
+``forward`` and ``backward`` below are the U diagram written out: down the contracting path
+saving each level's output as a skip, across the bottom, up the expanding path joining each
+skip back in; and backwards the same way, where each skip's gradient is added to the
+gradient coming up from the pooling below it. There is no graph engine in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import summary as _summary
+from . import weights as _weights
+from .layers import (
+    Concatenate,
+    Conv2D,
+    Conv2DTranspose,
+    Cropping2D,
+    Dropout,
+    Layer,
+    MaxPooling2D,
+    UpSampling2D,
+)
+from .layers.base import as_float_dtype
+from .sizes import center_crop, check_input_size, output_length
+
+
+def _seed_stream(seed: int | None):
+    """A function returning a new seed per call, all drawn from ``seed`` (None: all None)."""
+    rng = np.random.default_rng(seed)
+    return lambda: None if seed is None else int(rng.integers(2**31))
+
+
+@dataclass
+class DownLevel:
+    """One level of the contracting path: two 3x3 convs, maybe dropout, then a 2x2 pool."""
+
+    conv1: Conv2D
+    conv2: Conv2D
+    drop: Dropout | None
+    pool: MaxPooling2D | None  # None at the bottom of the U
+
+
+@dataclass
+class UpLevel:
+    """One level of the expanding path: up-sample, merge the skip, two 3x3 convs."""
+
+    upsample: UpSampling2D | None  # the seed's UpSampling2D; None with a transposed conv
+    upconv: Conv2D | Conv2DTranspose  # the "up-convolution" that halves the channels
+    crop: Cropping2D | None  # 'valid' only: centre-crops the skip to the up-sampled size
+    merge: Concatenate
+    conv1: Conv2D
+    conv2: Conv2D
+
+
+class UNet:
+    """The seed's Keras UNet by default; :meth:`paper` gives Ronneberger et al.'s network.
+
+    Shapes: x (N, H, W, C) -> y (N, Ho, Wo, num_classes), probabilities (a sigmoid for one
+    class, a softmax over the classes otherwise). With 'same' padding Ho, Wo = H, W and H, W
+    must be divisible by 2**depth; with 'valid' padding every 3x3 conv loses 2 pixels (572 ->
+    388 for the paper's network).
+
+    Parameters
+    ----------
+    input_shape : (H, W, C)
+        The shape the model is built and summarised for; it accepts any other (H, W) its
+        depth allows, but C is fixed by the first conv's kernel.
+    filters : int
+        Filters of the first level; each level below doubles them (64 ... 1024).
+    depth : int
+        Number of poolings (4 in the seed and the paper).
+    dropout : float
+        Rate of the Dropout after the second conv of the deepest skip level and of the
+        bottom (the seed's ``drop4`` and ``drop5``); 0 leaves them out.
+    padding : {'same', 'valid'}
+        'valid' is the paper's: unpadded 3x3 convs, each skip centre-cropped.
+    upsampling : {'upsample', 'transpose'}
+        'upsample': the seed's ``UpSampling2D(2)`` then ``Conv2D(f, 2, relu)``;
+        'transpose': the paper's ``Conv2DTranspose(f, 2, strides=2)`` (linear).
+    num_classes : int
+        1: a 1x1 conv with a sigmoid; more: a 1x1 conv to that many channels and a softmax.
+    head_conv : bool
+        Keep the seed's extra ``Conv2D(2, 3, relu)`` before the 1x1 output conv.
+    dtype : {'float32', 'float64'}
+    seed : int, optional
+        Seeds every layer's initialisation and every Dropout's masks.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int] = (256, 256, 1),
+        filters: int = 64,
+        depth: int = 4,
+        dropout: float = 0.5,
+        padding: str = "same",
+        upsampling: str = "upsample",
+        num_classes: int = 1,
+        head_conv: bool = True,
+        dtype: str = "float32",
+        seed: int | None = None,
+        name: str = "unet",
+    ) -> None:
+        if len(input_shape) != 3:
+            raise ValueError(f"UNet: input_shape must be (H, W, C), got {input_shape!r}")
+        if int(filters) < 1 or int(depth) < 1 or int(num_classes) < 1:
+            raise ValueError(
+                f"UNet: filters, depth and num_classes must be positive, got filters={filters}, "
+                f"depth={depth}, num_classes={num_classes}"
+            )
+        if upsampling not in ("upsample", "transpose"):
+            raise ValueError(
+                f"UNet: upsampling must be 'upsample' or 'transpose', got {upsampling!r}"
+            )
+        if padding not in ("same", "valid"):
+            raise ValueError(f"UNet: padding must be 'same' or 'valid', got {padding!r}")
+        self.config = dict(
+            input_shape=tuple(int(v) for v in input_shape),
+            filters=int(filters),
+            depth=int(depth),
+            dropout=float(dropout),
+            padding=padding,
+            upsampling=upsampling,
+            num_classes=int(num_classes),
+            head_conv=bool(head_conv),
+            dtype=str(as_float_dtype(dtype, "UNet")),
+            seed=seed,
+            name=name,
+        )
+        self.name = name
+        self.dtype = as_float_dtype(dtype, "UNet")
+        next_seed = _seed_stream(seed)
+
+        def conv(f: int, k: int, name: str, **kw: object) -> Conv2D:
+            kw = {"activation": "relu", "padding": padding, "kernel_initializer": "he_normal"} | kw
+            return Conv2D(f, k, dtype=dtype, seed=next_seed(), name=name, **kw)
+
+        def drop(level: int) -> Dropout | None:
+            return Dropout(dropout, seed=next_seed(), name=f"drop{level}") if dropout else None
+
+        f = [int(filters) * 2**level for level in range(depth + 1)]  # 64, 128, ..., 1024
+        self.down = []  # levels 1 .. depth; dropout only at the deepest (the seed's drop4)
+        for i in range(depth):
+            n = i + 1
+            self.down.append(
+                DownLevel(
+                    conv(f[i], 3, f"conv{n}_1"),
+                    conv(f[i], 3, f"conv{n}_2"),
+                    drop(n) if n == depth else None,
+                    MaxPooling2D(2, name=f"pool{n}"),
+                )
+            )
+        n = depth + 1  # the bottom of the U (the seed's conv5 and drop5)
+        self.bottom = DownLevel(
+            conv(f[depth], 3, f"conv{n}_1"), conv(f[depth], 3, f"conv{n}_2"), drop(n), None
+        )
+        self.up = []  # levels depth+2 .. 2*depth+1 (the seed's 6 .. 9), deepest first
+        for i in reversed(range(depth)):
+            n = 2 * depth + 1 - i
+            if upsampling == "upsample":  # the seed: UpSampling2D, then a 2x2 conv with ReLU
+                upsample, upconv = UpSampling2D(2, name=f"upsample{n}"), conv(f[i], 2, f"up{n}")
+            else:  # the paper: a 2x2 transposed conv, stride 2, no activation
+                upsample = None
+                upconv = Conv2DTranspose(
+                    f[i],
+                    2,
+                    strides=2,
+                    kernel_initializer="he_normal",
+                    dtype=dtype,
+                    seed=next_seed(),
+                    name=f"up{n}",
+                )
+            crop = Cropping2D(0, name=f"crop{n}") if padding == "valid" else None
+            merge = Concatenate(axis=-1, name=f"merge{n}")
+            self.up.append(
+                UpLevel(
+                    upsample,
+                    upconv,
+                    crop,
+                    merge,
+                    conv(f[i], 3, f"conv{n}_1"),
+                    conv(f[i], 3, f"conv{n}_2"),
+                )
+            )
+        n = 2 * depth + 2
+        self.head: list[Layer] = []
+        if head_conv:  # the seed's Conv2D(2, 3, relu) before the output
+            self.head.append(conv(2, 3, f"conv{n - 1}_3"))
+        self.head.append(
+            conv(
+                num_classes,
+                1,
+                f"conv{n}",
+                padding="same",
+                activation="sigmoid" if num_classes == 1 else "softmax",
+                kernel_initializer="glorot_uniform",
+            )
+        )
+        self.rows = self.build(self.config["input_shape"])  # creates every parameter
+
+    @classmethod
+    def paper(cls, **options: object) -> UNet:
+        """Ronneberger et al. 2015: valid convs, cropped skips, 2x2 transposed convs, a 1x1 conv
+        to 2 classes and a softmax; 572x572x1 -> 388x388x2, 31,030,658 parameters."""
+        defaults = dict(
+            input_shape=(572, 572, 1),
+            padding="valid",
+            upsampling="transpose",
+            num_classes=2,
+            head_conv=False,
+            name="unet_paper",
+        )
+        return cls(**(defaults | options))
+
+    # -- the network -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Down the U saving skips, across the bottom, up the U merging them back in."""
+        x = self._check_input(x)  # (N, H, W, C)
+        skips = []
+        for level in self.down:  # contracting path
+            x = level.conv2.forward(level.conv1.forward(x))  # (N, h, w, f)
+            if level.drop is not None:
+                x = level.drop.forward(x, training)
+            skips.append(x)  # this tensor goes both down (pool) and across (skip)
+            x = level.pool.forward(x)  # (N, h/2, w/2, f)
+        x = self.bottom.conv2.forward(self.bottom.conv1.forward(x))  # (N, H/16, W/16, 16f)
+        if self.bottom.drop is not None:
+            x = self.bottom.drop.forward(x, training)
+        for level in self.up:  # expanding path
+            skip = skips.pop()  # the skip of the same depth: last saved, first used
+            if level.upsample is not None:
+                x = level.upsample.forward(x)  # (N, 2h, 2w, 2f)
+            x = level.upconv.forward(x)  # (N, 2h, 2w, f)
+            if level.crop is not None:
+                level.crop.cropping = center_crop(skip.shape, x.shape)
+                skip = level.crop.forward(skip)  # (N, 2h, 2w, f)
+            x = level.merge.forward([skip, x])  # (N, 2h, 2w, 2f), skip first
+            x = level.conv2.forward(level.conv1.forward(x))  # (N, 2h, 2w, f)
+        for layer in self.head:
+            x = layer.forward(x)  # (N, H, W, num_classes)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """The same path in reverse; returns dL/dx and leaves every layer's ``grads`` set."""
+        d = dy
+        for layer in reversed(self.head):
+            d = layer.backward(d)
+        d_skips = []
+        for level in reversed(self.up):  # back down the expanding path
+            d = level.conv1.backward(level.conv2.backward(d))  # (N, 2h, 2w, 2f)
+            d_skip, d = level.merge.backward(d)  # the merge splits the gradient in two
+            if level.crop is not None:
+                d_skip = level.crop.backward(d_skip)  # zeros where the skip was cropped
+            d_skips.append(d_skip)
+            d = level.upconv.backward(d)
+            if level.upsample is not None:
+                d = level.upsample.backward(d)  # (N, h, w, 2f)
+        if self.bottom.drop is not None:
+            d = self.bottom.drop.backward(d)
+        d = self.bottom.conv1.backward(self.bottom.conv2.backward(d))
+        for level in reversed(self.down):  # back up the contracting path
+            d = level.pool.backward(d)  # (N, h, w, f)
+            d = d + d_skips.pop()  # the skip's gradient joins where the two paths met
+            if level.drop is not None:
+                d = level.drop.backward(d)
+            d = level.conv1.backward(level.conv2.backward(d))
+        return d  # (N, H, W, C)
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    # -- shapes ----------------------------------------------------------------------------
+    def build(self, input_shape: tuple[int, int, int]) -> list[_summary.Row]:
+        """Walk the U with shapes only: build every layer, return the summary's rows."""
+        h, w, c = check_input_size(self, input_shape)
+        rows = [_summary.Row("input", "InputLayer", (None, h, w, c), 0, 0, [])]
+
+        def add(layer: Layer, shape: tuple, inbound: list[str]) -> tuple:
+            if not layer.built:
+                layer.build(shape)
+            out = layer.compute_output_shape(shape)
+            rows.append(_summary.row(layer, shape, out, inbound))
+            return out
+
+        shape, last, skips = rows[0].shape, "input", []
+        for level in self.down:
+            shape = add(level.conv2, add(level.conv1, shape, [last]), [level.conv1.name])
+            last = level.conv2.name
+            if level.drop is not None:
+                shape, last = add(level.drop, shape, [last]), level.drop.name
+            skips.append((shape, last))
+            shape, last = add(level.pool, shape, [last]), level.pool.name
+        bottom = self.bottom
+        shape = add(bottom.conv2, add(bottom.conv1, shape, [last]), [bottom.conv1.name])
+        last = bottom.conv2.name
+        if bottom.drop is not None:
+            shape, last = add(bottom.drop, shape, [last]), bottom.drop.name
+        for level, (skip_shape, skip_name) in zip(self.up, reversed(skips)):
+            if level.upsample is not None:
+                shape, last = add(level.upsample, shape, [last]), level.upsample.name
+            shape, last = add(level.upconv, shape, [last]), level.upconv.name
+            if level.crop is not None:
+                level.crop.cropping = center_crop(skip_shape, shape)
+                skip_shape = add(level.crop, skip_shape, [skip_name])
+                skip_name = level.crop.name
+            shape = add(level.merge, [skip_shape, shape], [skip_name, last])
+            shape = add(
+                level.conv2, add(level.conv1, shape, [level.merge.name]), [level.conv1.name]
+            )
+            last = level.conv2.name
+        for layer in self.head:
+            shape, last = add(layer, shape, [last]), layer.name
+        return rows
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """(N, Ho, Wo, classes) for an (N, H, W, C) input."""
+        n, h, w, _ = input_shape
+        check_input_size(self, input_shape[1:])
+        return (n, output_length(self, h), output_length(self, w), self.head[-1].filters)
+
+    @property
+    def layers(self) -> list[Layer]:
+        """Every layer in Keras's order (the order the seed's code creates them)."""
+        out: list[Layer] = []
+        for level in [*self.down, self.bottom]:
+            out += [level.conv1, level.conv2, level.drop, level.pool]
+        for level in self.up:
+            out += [level.upsample, level.upconv, level.crop, level.merge, level.conv1, level.conv2]
+        return [layer for layer in out + self.head if layer is not None]
+
+    def summary(self, print_fn=print) -> None:
+        """Print a Keras-style table: layer, output shape, parameters, multiply-adds, inputs."""
+        _summary.print_summary(self, self.rows, print_fn)
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    # -- parameters and gradients ------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """``{"conv1_1/kernel": array, ...}``: the layers' own arrays (not copies)."""
+        return {f"{lay.name}/{k}": p for lay in self.layers for k, p in lay.params.items()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """The gradients of the last ``backward``, keyed like :attr:`params`."""
+        return {f"{lay.name}/{k}": g for lay in self.layers for k, g in lay.grads.items()}
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of all parameters in Keras's ``model.get_weights()`` order and shapes."""
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Load a list shaped like :meth:`get_weights` (e.g. from the seed's Keras model)."""
+        _weights.set_weights(self, weights)
+
+    def get_gradients(self) -> list[np.ndarray]:
+        """The gradients of the last ``backward``, in :meth:`get_weights` order."""
+        return _weights.get_gradients(self)
+
+    def save_weights(self, path: str, overwrite: bool = False) -> str:
+        """Write all weights and the configuration to an ``.npz`` file; returns the path."""
+        return _weights.save_weights(self, path, overwrite=overwrite)
+
+    def load_weights(self, path: str) -> None:
+        """Load weights saved by :meth:`save_weights` (or a Keras export, arr_0 ... arr_47)."""
+        _weights.load_weights(self, path)
+
+    def get_config(self) -> dict:
+        return dict(self.config)
+
+    def astype(self, dtype: str) -> UNet:
+        """A copy with every parameter cast to ``dtype`` (float64 for gradient checks)."""
+        twin = UNet(**(self.get_config() | {"dtype": str(np.dtype(dtype))}))
+        twin.set_weights(self.get_weights())
+        for mine, theirs in zip(self.layers, twin.layers):
+            if isinstance(mine, Dropout):  # the copy draws the same masks from here on
+                theirs.rng.bit_generator.state = mine.rng.bit_generator.state
+        return twin
+
+    # -- inference ---------------------------------------------------------------------------
+    def predict(self, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Forward in inference mode (no dropout), ``batch_size`` images at a time."""
+        x = self._check_input(x)
+        if int(batch_size) < 1:
+            raise ValueError(f"UNet.predict: batch_size must be positive, got {batch_size}")
+        outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        for layer in self.layers:  # inference keeps nothing for a backward pass
+            layer._cache = None
+        return np.concatenate(outputs)
+
+    def _check_input(self, x: object) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 4:
+            hint = " Add the batch axis: x[None] for one image." if x.ndim == 3 else ""
+            raise ValueError(
+                f"UNet '{self.name}': expected a 4-D input (batch, height, width, channels), "
+                f"got shape {x.shape}.{hint}"
+            )
+        check_input_size(self, x.shape[1:])
+        return x
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"<UNet '{self.name}': filters {c['filters']}, depth {c['depth']}, "
+            f"{c['padding']}, {c['upsampling']}, {c['num_classes']} class(es), "
+            f"{self.count_params():,} parameters, {c['dtype']}>"
+        )
