@@ -78,3 +78,14 @@ def test_readme_shows_the_two_setup_commands():
     assert 'pip install ".[test]" && python -m pytest' in text
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install ".[test]" && python -m pytest' in ci
+
+
+def test_readme_python_examples_run(capsys):
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102
+    assert "Total params: 31,031,685" in capsys.readouterr().out

@@ -1,0 +1,221 @@
+"""Time the whole UNet: ``predict`` and one training step, beside PyTorch on the same CPU.
+
+What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
+
+- numpy-unet ``predict(x)`` and one training step (forward in training mode, binary
+  cross-entropy, backward); medians over ``--repeats`` runs after one warm-up;
+- where PyTorch is installed (``pip install torch==2.13.0``, CPU build), the same network
+  with the same weights in PyTorch, in the same process, the two alternating run by run so
+  that machine noise hits both alike; then the ratio numpy / PyTorch; and, as a sanity
+  check, the largest difference between the two predictions;
+- peak memory of one training step: each framework runs the step in a fresh subprocess
+  that resets the kernel's peak-RSS counter (/proc/self/clear_refs) just before the step
+  and reports how far the peak rose above the memory in use before it.
+
+Run from the repository root::
+
+    python benchmarks/bench_unet.py                    # seed UNet, 256x256, 2 threads
+    python benchmarks/bench_unet.py --filters 16 --size 128
+    python benchmarks/bench_unet.py --quick            # 64x64, filters 8: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256, help="input height and width")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--filters", type=int, default=64, help="64 is the seed's UNet")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads")
+    p.add_argument("--quick", action="store_true", help="64x64, filters 8, 2 repeats")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--memory-child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.filters, args.repeats = 64, 8, 2
+    return args
+
+
+ARGS = parse_args()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)  # before NumPy loads its BLAS
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+
+from numpy_unet import UNet  # noqa: E402
+from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
+
+
+def have_torch() -> bool:
+    if ARGS.no_torch:
+        return False
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    shape = (ARGS.batch, ARGS.size, ARGS.size, 1)
+    x = rng.random(shape, dtype=np.float32)
+    y = (rng.random(shape) < 0.78).astype(np.float32)  # ~78% cells, as in ISBI
+    return x, y
+
+
+def numpy_step(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
+    """Forward in training mode, BCE, backward: everything but the optimizer update."""
+    loss = BinaryCrossentropy()
+    loss.forward(model.forward(x, training=True), y)
+    model.backward(loss.backward())
+
+
+def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray):
+    import torch
+    import torch.nn.functional as F
+    from torch_unet import TorchUNet, to_numpy, to_torch
+
+    torch.set_num_threads(ARGS.threads)
+    twin = TorchUNet(model)
+    xt, yt = to_torch(x), to_torch(y)
+
+    def predict() -> np.ndarray:
+        with torch.no_grad():
+            return to_numpy(twin.forward(xt))
+
+    def step() -> None:
+        for p in twin.parameters():
+            p.grad = None
+        F.binary_cross_entropy(twin.forward(xt, training=True), yt).backward()
+
+    return predict, step
+
+
+def rss_mb(field: str) -> float:
+    """VmRSS (memory in use) or VmHWM (peak since the last reset), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_child(which: str) -> None:
+    """Run one step, reset the peak counter, run another; print the rise above baseline."""
+    rng = np.random.default_rng(0)
+    model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
+    x, y = make_inputs(rng)
+    if which == "numpy":
+        step = lambda: numpy_step(model, x, y)  # noqa: E731
+    else:
+        _, step = torch_runner(model, x, y)
+    step()  # warm-up: buffers, gradients and caches exist from now on
+    base = rss_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    step()
+    print(json.dumps({"base_mb": base, "peak_mb": rss_mb("VmHWM")}))
+
+
+def measure_memory(which: str) -> dict | None:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        which,
+        "--size",
+        str(ARGS.size),
+        "--batch",
+        str(ARGS.batch),
+        "--filters",
+        str(ARGS.filters),
+        "--threads",
+        str(ARGS.threads),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  memory child ({which}) failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if ARGS.memory_child:
+        memory_child(ARGS.memory_child)
+        return
+    rng = np.random.default_rng(0)
+    model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
+    x, y = make_inputs(rng)
+    gflop = 2 * sum(r.mult_adds for r in model.rows) * ARGS.batch / 1e9
+    print(
+        f"numpy {np.__version__}; {ARGS.threads} threads; UNet filters {ARGS.filters}, "
+        f"{model.count_params():,} parameters; input {ARGS.batch}x{ARGS.size}x{ARGS.size}x1 "
+        f"float32; forward {gflop:.1f} GFLOP; median of {ARGS.repeats} after 1 warm-up"
+    )
+
+    runs = {
+        "numpy predict": lambda: model.predict(x, batch_size=ARGS.batch),
+        "numpy step": lambda: numpy_step(model, x, y),
+    }
+    torch_ok = have_torch()
+    if torch_ok:
+        import torch
+
+        t_predict, t_step = torch_runner(model, x, y)
+        runs |= {"torch predict": t_predict, "torch step": t_step}
+        diff = np.abs(model.predict(x) - t_predict()).max()
+        print(f"PyTorch {torch.__version__}: max |numpy - torch| prediction difference {diff:.2e}")
+    else:
+        print("PyTorch not installed (pip install torch==2.13.0): numpy-unet only")
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()  # warm-up
+    for _ in range(ARGS.repeats):
+        for name, fn in runs.items():  # alternate: numpy, then torch, then numpy ...
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+
+    print(f"\n{'':16}{'numpy-unet':>14}{'PyTorch':>14}{'numpy/torch':>14}{'numpy GFLOP/s':>16}")
+    for what, flop in (("predict", gflop), ("training step", 3 * gflop)):
+        key = "predict" if what == "predict" else "step"
+        n = med[f"numpy {key}"]
+        t = med.get(f"torch {key}")
+        cells = [
+            f"{n * 1e3:>12.0f}ms",
+            f"{t * 1e3:>12.0f}ms" if t else f"{'-':>14}",
+            f"{n / t:>14.2f}" if t else f"{'-':>14}",
+            f"{flop / n:>16.1f}",
+        ]
+        print(f"{what:16}" + "".join(cells))
+
+    mem = {w: measure_memory(w) for w in (["numpy", "torch"] if torch_ok else ["numpy"])}
+    print("\npeak memory of one training step, above the memory in use before it:")
+    for which, m in mem.items():
+        if m:
+            print(
+                f"  {which:6} {m['peak_mb'] - m['base_mb']:8.0f} MB  "
+                f"(process peak {m['peak_mb']:.0f} MB)"
+            )
+    if torch_ok and mem.get("numpy") and mem.get("torch"):
+        rise = {w: m["peak_mb"] - m["base_mb"] for w, m in mem.items()}
+        print(f"  ratio numpy/torch {rise['numpy'] / rise['torch']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
