@@ -1,8 +1,9 @@
 """numpy-unet: the UNet of the Keras seed, written out layer by layer in NumPy."""
 
-from . import layers, losses
+from . import layers, losses, metrics, optimizers
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .unet import UNet
+from .weights import load_model
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,9 @@ __all__ = [
     "gradcheck",
     "gradcheck_loss",
     "layers",
+    "load_model",
+    "metrics",
+    "optimizers",
     "losses",
     "__version__",
 ]

@@ -1,11 +1,26 @@
-"""The ``numpy-unet`` command line."""
+"""The ``numpy-unet`` command line: demo, train, predict, summary, gradcheck."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import numpy as np
 
 from . import __version__
+
+
+def fresh_dir(path: str | Path) -> Path:
+    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: never overwrite."""
+    path = Path(path)
+    candidate, k = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
@@ -46,19 +61,211 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``numpy-unet`` command."""
+def _model_options(args: argparse.Namespace) -> dict:
+    return dict(
+        filters=args.filters,
+        depth=args.depth,
+        dropout=args.dropout,
+        padding=args.padding,
+        upsampling=args.upsampling,
+        seed=args.seed,
+    )
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from .unet import UNet
+
+    if args.paper:
+        model = UNet.paper(
+            input_shape=(args.size or 572, args.size or 572, 1),
+            filters=args.filters,
+            depth=args.depth,
+        )
+    else:
+        size = args.size or 256
+        model = UNet((size, size, 1), **_model_options(args))
+    model.summary()
+    return 0
+
+
+def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    from .data import load_folder, synthetic_membranes
+
+    if args.data == "synthetic":
+        return synthetic_membranes(args.images, size=args.size, seed=args.seed)
+    return load_folder(args.data, size=args.size)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .data import Augmenter
+    from .metrics import evaluate
+    from .optimizers import SGD, Adam
+    from .plotting import plot_history, plot_predictions
+    from .unet import UNet
+
+    x, y = _load_data(args)
+    out = Path(args.out) if args.resume else fresh_dir(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = UNet((args.size, args.size, x.shape[-1]), **_model_options(args))
+    optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr, momentum=0.99)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    n_val = max(1, int(round(len(x) * args.val_split)))
+    x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    augment = Augmenter(seed=args.seed) if args.augment else None
+    print(
+        f"Training a UNet (filters {args.filters}, depth {args.depth}, "
+        f"{model.count_params():,} parameters) on {len(x_train)} images of "
+        f"{args.size}x{args.size}, validating on {len(x_val)}; writing to {out}"
+    )
+    try:
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            validation_data=(x_val, y_val),
+            augment=augment,
+            seed=args.seed,
+            checkpoint_dir=out,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt as stop:
+        print(f"\n{stop}. Continue with the same command plus --resume --out {out}")
+        return 130
+    model.load_weights(out / "best_weights.npz")
+    probs = model.predict(x_val, batch_size=args.batch_size)
+    scores = evaluate(probs, y_val)
+    (out / "history.json").write_text(json.dumps(history.history, indent=1))
+    (out / "metrics.json").write_text(json.dumps(scores, indent=1))
+    plot_history(history.history, out / "training_curves.png")
+    plot_predictions(x_val, y_val, probs, out / "predictions.png")
+    print(f"Held-out scores (best weights): {json.dumps(scores)}")
+    print(
+        f"Wrote {out}/best_weights.npz, checkpoint.npz, metrics.json, history.json, "
+        "training_curves.png, predictions.png"
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from matplotlib.image import imsave
+
+    from .data import read_image
+    from .weights import load_model
+
+    model = load_model(args.weights)
+    paths: list[Path] = []
+    for p in map(Path, args.images):
+        if p.is_dir():
+            paths += sorted(
+                q
+                for q in p.iterdir()
+                if q.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+            )
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise FileNotFoundError(f"numpy-unet predict: no such image or folder: {p}")
+    if not paths:
+        raise FileNotFoundError("numpy-unet predict: no images found in " + ", ".join(args.images))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {p: (out / f"{p.stem}_prob.png", out / f"{p.stem}_mask.png") for p in paths}
+    existing = [str(t) for pair in targets.values() for t in pair if t.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(
+            f"numpy-unet predict: {existing[0]} exists (and "
+            f"{len(existing) - 1} more); pass --overwrite to replace them"
+        )
+    for p, (prob_path, mask_path) in targets.items():
+        image = read_image(p)[None, :, :, None].astype(model.dtype)  # (1, H, W, 1)
+        prob = model.predict(image)[0, :, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
+        imsave(prob_path, prob, cmap="gray", vmin=0, vmax=1)
+        imsave(mask_path, (prob >= args.threshold).astype(np.float32), cmap="gray", vmin=0, vmax=1)
+        print(f"{p} -> {prob_path}, {mask_path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, seed=args.seed)
+    return 0
+
+
+def _add_model_options(p: argparse.ArgumentParser, filters: int, size: int | None) -> None:
+    p.add_argument("--size", type=int, default=size, help="image height and width")
+    p.add_argument("--filters", type=int, default=filters, help="filters of the first level")
+    p.add_argument("--depth", type=int, default=4, help="number of poolings")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--padding", choices=["same", "valid"], default="same")
+    p.add_argument("--upsampling", choices=["upsample", "transpose"], default="upsample")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numpy-unet", description="The UNet, written out layer by layer in NumPy."
     )
     parser.add_argument("--version", action="version", version=f"numpy-unet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train a small UNet on generated membranes (the main job)")
+    p.add_argument("--out", default="numpy-unet-demo", help="output folder (never overwritten)")
+    p.add_argument("--quick", action="store_true", help="a much shorter run, for smoke tests")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("train", help="train a UNet on generated membranes or a data folder")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic', or a folder with image/ and label/ (or ISBI .tif stacks)",
+    )
+    p.add_argument("--images", type=int, default=64, help="how many synthetic images")
+    _add_model_options(p, filters=16, size=128)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between saves")
+    p.add_argument("--out", default="numpy-unet-run", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("predict", help="probability and mask PNGs for images")
+    p.add_argument("--weights", required=True, help="a .npz written by training")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("summary", help="print a UNet's layers, shapes and parameters")
+    _add_model_options(p, filters=64, size=None)
+    p.add_argument("--paper", action="store_true", help="the original paper's network")
+    p.set_defaults(func=_summary)
+
     p = sub.add_parser("gradcheck", help="gradient-check every built-in layer and loss")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("-v", "--verbose", action="store_true", help="print each layer's table")
     p.set_defaults(func=_gradcheck)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``numpy-unet`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import summary as _summary
+from . import training as _training
 from . import weights as _weights
 from .layers import (
     Concatenate,
@@ -132,6 +133,8 @@ class UNet:
         )
         self.name = name
         self.dtype = as_float_dtype(dtype, "UNet")
+        self.optimizer = self.loss = None  # set by compile()
+        self.metrics: list[str] = []
         next_seed = _seed_stream(seed)
 
         def conv(f: int, k: int, name: str, **kw: object) -> Conv2D:
@@ -380,6 +383,35 @@ class UNet:
             if isinstance(mine, Dropout):  # the copy draws the same masks from here on
                 theirs.rng.bit_generator.state = mine.rng.bit_generator.state
         return twin
+
+    # -- training ----------------------------------------------------------------------------
+    def compile(
+        self,
+        optimizer: str | object = "adam",
+        loss: str | object = "binary_crossentropy",
+        metrics: list[str] | tuple[str, ...] = ("accuracy", "dice", "iou"),
+        learning_rate: float | None = None,
+    ) -> None:
+        """Choose the optimizer ('adam', 'sgd' or an instance), the loss and the metrics.
+
+        The seed: ``model.compile(optimizer=Adam(1e-4), loss="binary_crossentropy",
+        metrics=["accuracy"])``. Metrics: 'accuracy' (pixel accuracy), 'dice', 'iou'.
+        """
+        _training.compile_model(self, optimizer, loss, metrics, learning_rate)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, **options: object) -> _training.History:
+        """Train on images ``x`` (N, H, W, C) and masks ``y`` (N, Ho, Wo, 1) in {0, 1}.
+
+        Options (Keras's names where Keras has them): ``batch_size`` (2), ``epochs`` (1),
+        ``steps_per_epoch`` (one pass over x by default), ``validation_data`` or
+        ``validation_split``, ``augment`` (an ``Augmenter``), ``shuffle``, ``seed`` (batch
+        order), ``checkpoint_dir`` (best and last weights, optimizer and random states,
+        written atomically), ``checkpoint_every`` (steps), ``resume`` (continue the run in
+        checkpoint_dir exactly where it stopped) and ``verbose`` (0, 1 or 2). Ctrl-C with a
+        checkpoint_dir finishes the current step, saves, and raises KeyboardInterrupt.
+        Returns a ``History``; ``history.history`` maps "loss", "val_dice", ... to lists.
+        """
+        return _training.fit(self, x, y, **options)
 
     # -- inference ---------------------------------------------------------------------------
     def predict(self, x: np.ndarray, batch_size: int = 8) -> np.ndarray:

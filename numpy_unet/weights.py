@@ -110,3 +110,22 @@ def load_weights(model: UNet, path: str | os.PathLike) -> None:
                 )
         weights = [data[k] for k in _weight_keys(keys)]
     set_weights(model, weights)
+
+
+def load_model(path: str | os.PathLike) -> UNet:
+    """Build the UNet described by a ``save_weights`` file and load its weights."""
+    from .unet import UNet
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        if "config" not in data:
+            raise ValueError(
+                f"load_model: {path} holds weights but no configuration (a Keras export?); "
+                "build the UNet yourself and call model.load_weights(path)"
+            )
+        config = json.loads(str(data["config"]))
+    model = UNet(**config)
+    load_weights(model, path)
+    return model

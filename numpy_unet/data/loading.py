@@ -1,0 +1,331 @@
+"""Loading images and their masks from a folder, in the seed's layout or as ISBI's TIFF stacks.
+
+Two layouts are recognised:
+
+- the seed repository's: ``folder/image/0.png``, ``folder/image/1.png``, ... with the masks
+  of the same names in ``folder/label/``;
+- the ISBI 2012 challenge's: two multi-page TIFF files, ``folder/train-volume.tif`` (the
+  images) and ``folder/train-labels.tif`` (the masks).
+
+Images come back as float32 arrays ``(N, H, W, 1)`` in [0, 1]; masks as float32 arrays of the
+same shape holding exactly 0.0 or 1.0 (1 = cell interior, 0 = membrane, as in the ISBI data).
+
+How a mask's stored values become 0 and 1. A mask holds 0 for membrane and a "cell" value
+that depends on how it was saved: 1 (a "0/1" mask), 255 (8-bit) or 65535 (16-bit). The values
+stored in the file are divided by the smallest of 1, 255 and 65535 that is at least their
+maximum (PNG values, which matplotlib returns divided by 255 or 65535, are first turned back
+into the stored integers, so that a 0/1 PNG is recognised). The mask is then resized and
+thresholded at 0.5 as the seed does: gray levels in between (from resizing, or JPEG
+compression) go to the nearer label. A mask whose maximum is not above half of that scale, such
+as 0, 1, 2, 3 numbering several classes, is refused: every pixel would become membrane.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+
+from .resize import _is_positive_int, _parse_size, resize
+from .tiff import read_tiff_stack
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of red, green and blue
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a grayscale image file as floats in [0, 1].
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A PNG, JPEG or BMP file (read with ``matplotlib.image.imread``), or a single-page TIFF
+        file (read with :func:`read_tiff_stack`).
+
+    Returns
+    -------
+    np.ndarray
+        The image, shape ``(H, W)``, float32 in [0, 1]. 8-bit values are divided by 255 and
+        16-bit values by 65535. A colour image whose three channels are equal gives one of
+        them; any other colour image is converted to gray with the luminance weights
+        (0.299, 0.587, 0.114). An alpha channel is dropped.
+    """
+    pixels = _read_pixels(Path(path), "read_image")
+    if pixels.dtype.kind == "u":  # 8- or 16-bit integers; PNGs already come as floats
+        pixels = pixels / np.iinfo(pixels.dtype).max
+    if pixels.ndim == 3:
+        rgb = _drop_alpha(pixels)
+        equal = (rgb == rgb[..., :1]).all()
+        pixels = rgb[..., 0] if equal else rgb @ np.array(LUMINANCE)
+    return pixels.astype(np.float32)
+
+
+def load_folder(
+    path: str | os.PathLike,
+    size: int | tuple[int, int] | None = 256,
+    max_images: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load the images and masks of a folder, resized to one size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder holding either ``image/`` and ``label/`` subfolders of files with matching
+        names (``image/0.png`` goes with ``label/0.png``; ``.png``, ``.tif``, ``.tiff``,
+        ``.jpg``, ``.jpeg`` or ``.bmp``), or a pair of multi-page TIFF files:
+        ``train-volume.tif`` and ``train-labels.tif``, or one ``*volume*.tif`` and one
+        ``*labels*.tif``. If both layouts are present, the subfolders are used.
+    size : int, (int, int) or None
+        The size ``n`` (n x n) or ``(h, w)`` to resize every image and mask to (see
+        :func:`resize`); None keeps the files' size, which must then be the same for all.
+    max_images : int, optional
+        Load only the first ``max_images`` pairs (in natural order: 2 before 10).
+
+    Returns
+    -------
+    images : np.ndarray
+        float32, shape ``(N, h, w, 1)``, values in [0, 1].
+    masks : np.ndarray
+        float32, shape ``(N, h, w, 1)``, values exactly 0.0 (membrane) or 1.0 (cell).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder does not exist or holds neither layout, or if an image has no mask or a
+        mask no image.
+    ValueError
+        If an image and its mask differ in size, if a mask is in colour or its values fit none
+        of the conventions (0/1, 0/255, 0/65535), or if a file cannot be read.
+
+    Examples
+    --------
+    >>> images, masks = load_folder("data/membrane/train")  # doctest: +SKIP
+    >>> images.shape, masks.shape  # doctest: +SKIP
+    ((30, 256, 256, 1), (30, 256, 256, 1))
+    """
+    folder = Path(path)
+    if size is not None:
+        size = _parse_size(size, "load_folder")
+    if max_images is not None and not _is_positive_int(max_images):
+        raise ValueError(
+            f"load_folder: max_images must be a positive int or None, got {max_images!r}"
+        )
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"load_folder: {folder} {what}")
+
+    if (folder / "image").is_dir() and (folder / "label").is_dir():
+        names, images, masks = _load_pairs(folder, max_images)
+    else:
+        volume, labels = _find_stacks(folder)
+        names, images, masks = _load_stacks(volume, labels, max_images)
+
+    if size is None:  # every image must then already have the same size
+        for name, image in zip(names, images):
+            if image.shape != images[0].shape:
+                raise ValueError(
+                    f"load_folder: with size=None all images must have one size, but "
+                    f"{names[0]} has shape {images[0].shape} and {name} has shape "
+                    f"{image.shape}; pass size=(height, width) to resize them all"
+                )
+        size = images[0].shape
+    images = np.stack([resize(image, size) for image in images])
+    masks = np.stack([resize(mask, size) > 0.5 for mask in masks])
+    return images[..., None], masks[..., None].astype(np.float32)
+
+
+# -- the two layouts ------------------------------------------------------------------------
+def _load_pairs(
+    folder: Path, max_images: int | None
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """The seed's layout: ``image/N.png`` with ``label/N.png``, matched by file name stem."""
+    image_files = _image_files(folder / "image")
+    label_files = _image_files(folder / "label")
+    if not image_files and not label_files:
+        raise FileNotFoundError(
+            f"load_folder: the folders {folder / 'image'} and {folder / 'label'} hold no image "
+            f"files (expected names ending in {', '.join(IMAGE_SUFFIXES)})"
+        )
+    for files, other in ((image_files, label_files), (label_files, image_files)):
+        unpaired = sorted(set(files) - set(other), key=_natural_key)
+        if unpaired:
+            missing = "label" if files is image_files else "image"
+            shown = ", ".join(files[stem].name for stem in unpaired[:5])
+            more = f" and {len(unpaired) - 5} more" if len(unpaired) > 5 else ""
+            raise FileNotFoundError(
+                f"load_folder: {len(unpaired)} file(s) in {files[unpaired[0]].parent} have no "
+                f"{missing} of the same name in {folder / missing}: {shown}{more}"
+            )
+
+    names, images, masks = [], [], []
+    for stem in sorted(image_files, key=_natural_key)[:max_images]:
+        image_file, label_file = image_files[stem], label_files[stem]
+        image, mask = read_image(image_file), _read_mask(label_file)
+        if image.shape != mask.shape:
+            raise ValueError(
+                f"load_folder: the image {image_file} has shape {image.shape} but its label "
+                f"{label_file} has shape {mask.shape}; an image and its label must have the "
+                "same size"
+            )
+        names.append(str(image_file))
+        images.append(image)
+        masks.append(mask)
+    return names, images, masks
+
+
+def _find_stacks(folder: Path) -> tuple[Path, Path]:
+    """ISBI's layout: ``train-volume.tif`` and ``train-labels.tif``, or one of each kind."""
+    if (folder / "train-volume.tif").is_file() and (folder / "train-labels.tif").is_file():
+        return folder / "train-volume.tif", folder / "train-labels.tif"
+    tiffs = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in (".tif", ".tiff")]
+    volumes = sorted(f for f in tiffs if "volume" in f.name.lower())
+    labels = sorted(f for f in tiffs if "labels" in f.name.lower())
+    if len(volumes) == 1 and len(labels) == 1:
+        return volumes[0], labels[0]
+
+    looked_for = (
+        "expected either the subfolders image/ and label/ (the seed's layout: image/0.png "
+        "with label/0.png, ...) or the TIFF stacks train-volume.tif and train-labels.tif "
+        "(ISBI's layout; or one *volume*.tif and one *labels*.tif)"
+    )
+    if not any(folder.iterdir()):
+        raise FileNotFoundError(f"load_folder: the folder {folder} is empty; {looked_for}")
+    for present, absent in (("image", "label"), ("label", "image")):
+        if (folder / present).is_dir() and not (folder / absent).is_dir():
+            raise FileNotFoundError(
+                f"load_folder: {folder} has a folder {present}/ but no folder {absent}/; "
+                f"{looked_for}"
+            )
+    if volumes or labels:
+        found = ", ".join(f.name for f in volumes + labels)
+        raise FileNotFoundError(
+            f"load_folder: {folder} holds {len(volumes)} *volume* and {len(labels)} *labels* "
+            f"TIFF file(s) ({found}); {looked_for}"
+        )
+    present = sorted(f.name + ("/" if f.is_dir() else "") for f in folder.iterdir())
+    shown = ", ".join(present[:10]) + (", ..." if len(present) > 10 else "")
+    raise FileNotFoundError(
+        f"load_folder: {folder} holds neither layout; {looked_for}. Found: {shown}"
+    )
+
+
+def _load_stacks(
+    volume: Path, labels: Path, max_images: int | None
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Read the two TIFF stacks and check that their pages match."""
+    images = read_tiff_stack(volume)
+    masks = read_tiff_stack(labels)
+    if images.shape != masks.shape:
+        raise ValueError(
+            f"load_folder: the image stack {volume} has shape {images.shape} (pages, H, W) but "
+            f"the label stack {labels} has shape {masks.shape}; they must match page for page"
+        )
+    images = images[:max_images] / np.iinfo(images.dtype).max
+    masks = _mask_to_unit(masks[:max_images], labels)
+    names = [f"{volume}, page {k}" for k in range(len(images))]
+    return names, list(images), list(masks)
+
+
+# -- reading files ----------------------------------------------------------------------------
+def _read_pixels(path: Path, where: str) -> np.ndarray:
+    """The pixels as stored: uint8/uint16 (TIFF, JPEG, BMP) or float32 in [0, 1] (PNG).
+
+    Shape ``(H, W)`` for gray, ``(H, W, 3)`` or ``(H, W, 4)`` for colour (with alpha).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"{where}: cannot read {path}: expected a file ending in "
+            f"{', '.join(IMAGE_SUFFIXES)}, got {suffix or 'no suffix'}"
+        )
+    if suffix in (".tif", ".tiff"):
+        pages = read_tiff_stack(path)
+        if len(pages) != 1:
+            raise ValueError(
+                f"{where}: {path} has {len(pages)} pages, expected a single image; "
+                "read stacks with read_tiff_stack"
+            )
+        return pages[0]
+    try:
+        pixels = matplotlib.image.imread(path)
+    except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a bad file
+        raise ValueError(f"{where}: cannot read {path} as an image: {err}") from err
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (2, 3, 4)):
+        raise ValueError(f"{where}: {path} gave an array of unexpected shape {pixels.shape}")
+    return pixels
+
+
+def _drop_alpha(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` colour pixels without their alpha channel (gray+alpha keeps the gray)."""
+    return pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask file as floats in [0, 1] (see the module docstring), shape ``(H, W)``."""
+    pixels = _read_pixels(path, "load_folder")
+    if pixels.ndim == 3:
+        channels = _drop_alpha(pixels)
+        if not (channels == channels[..., :1]).all():
+            raise ValueError(
+                f"load_folder: the mask {path} is a colour image whose channels differ; "
+                "expected a grayscale mask (1 or 255 = cell, 0 = membrane). If cells and "
+                "membranes are marked in colours, convert it to a two-valued gray image first"
+            )
+        pixels = channels[..., 0]
+    if pixels.dtype.kind == "f":  # a PNG: matplotlib divided its 8- or 16-bit values
+        pixels = _png_levels(pixels)
+    return _mask_to_unit(pixels, path)
+
+
+def _png_levels(values: np.ndarray) -> np.ndarray:
+    """Undo matplotlib's scaling of a PNG: back to the stored values 0..255 or 0..65535."""
+    levels = np.rint(values * 255)
+    if np.abs(values * 255 - levels).max() < 1e-3:  # 8-bit: values k / 255
+        return levels
+    return np.rint(values * 65535)  # 16-bit: values k / 65535
+
+
+def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
+    """Stored mask values (0..1, 0..255 or 0..65535) as floats in [0, 1]."""
+    top = float(levels.max())
+    scale = 1 if top <= 1 else 255 if top <= 255 else 65535
+    if 0 < top <= 0.5 * scale:  # e.g. values 0, 1, 2, 3: the labels of several classes
+        raise ValueError(
+            f"load_folder: the mask {path} holds values in [{float(levels.min()):g}, {top:g}], "
+            "out of the range of a mask: expected 0/1, 0/255 or 0/65535 (cell/membrane), or "
+            f"gray levels reaching above half of 255 or 65535; divided by {scale}, every pixel "
+            "would be membrane. If the mask numbers several classes or objects, make it binary "
+            "first (1 = cell, 0 = membrane)"
+        )
+    return levels / scale
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder``, keyed by file name without suffix."""
+    files: dict[str, Path] = {}
+    for file in folder.iterdir():
+        if (
+            file.name.startswith(".")
+            or file.suffix.lower() not in IMAGE_SUFFIXES
+            or not file.is_file()
+        ):
+            continue  # hidden files (.DS_Store, ._0.png) and anything not an image
+        if file.stem in files:
+            raise ValueError(
+                f"load_folder: {files[file.stem]} and {file} have the same name; expected one "
+                "file per name, so that each image has exactly one label"
+            )
+        files[file.stem] = file
+    return files
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside names by value: 2 before 10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]

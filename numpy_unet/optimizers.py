@@ -1,0 +1,146 @@
+"""Optimizers: Adam (the seed's) and SGD with momentum (the paper's), as Keras defines them.
+
+An optimizer reads ``model.params`` and ``model.grads`` (dicts keyed alike, e.g.
+``"conv1_1/kernel"``) and updates the parameters in place. It is called explicitly after
+``backward``; no update ever hides inside a layer's backward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    """Shared bookkeeping: the learning rate, the step count and the per-parameter state."""
+
+    def __init__(self, learning_rate: float) -> None:
+        if not float(learning_rate) > 0:
+            raise ValueError(
+                f"{type(self).__name__}: learning_rate must be positive, got {learning_rate!r}"
+            )
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0  # updates applied so far (Keras's optimizer.iterations)
+        self.slots: dict[str, dict[str, np.ndarray]] = {}  # e.g. {"m": {name: array}}
+
+    def _slot(self, kind: str, name: str, like: np.ndarray) -> np.ndarray:
+        """The state array ``kind`` of parameter ``name`` (zeros the first time)."""
+        per_param = self.slots.setdefault(kind, {})
+        if name not in per_param:
+            per_param[name] = np.zeros_like(like)
+        return per_param[name]
+
+    def step(self, model: object) -> None:
+        """Apply one update to every parameter of ``model`` from its current gradients."""
+        params, grads = model.params, model.grads
+        missing = [n for n in params if n not in grads]
+        if missing:
+            raise RuntimeError(
+                f"{type(self).__name__}.step: no gradient for {missing[0]}; call "
+                "model.backward() before the optimizer step"
+            )
+        self.iterations += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name].astype(p.dtype, copy=False))
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- saving and restoring (checkpoints) ------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays (for ``np.savez``): iterations, then every slot."""
+        state = {"iterations": np.array(self.iterations)}
+        for kind, per_param in self.slots.items():
+            for name, a in per_param.items():
+                state[f"{kind}:{name}"] = a
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`get_state` returned (arrays are copied)."""
+        self.iterations = int(state["iterations"])
+        self.slots = {}
+        for key, a in state.items():
+            if key != "iterations":
+                kind, name = key.split(":", 1)
+                self.slots.setdefault(kind, {})[name] = np.array(a)
+
+
+class Adam(Optimizer):
+    """Adam with Keras's defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7.
+
+    For a parameter p with gradient g, at step t = 1, 2, ...::
+
+        m = beta_1 m + (1 - beta_1) g                 (running mean of g)
+        v = beta_2 v + (1 - beta_2) g^2               (running mean of g^2)
+        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)   (bias correction)
+        p = p - alpha * m / (sqrt(v) + epsilon)
+
+    Keras adds epsilon after the bias correction of v (the "epsilon hat" of the Adam
+    paper), which is what the formula above does.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 1e-3,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ) -> None:
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        m, v = self._slot("m", name, p), self._slot("v", name, p)
+        t = self.iterations
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * g * g
+        alpha = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        p -= (alpha * m / (np.sqrt(v) + self.epsilon)).astype(p.dtype, copy=False)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as Keras's SGD.
+
+    With velocity u (zero at the start)::
+
+        u = momentum * u - lr * g
+        p = p + u                                  (plain momentum)
+        p = p + momentum * u - lr * g              (nesterov=True)
+
+    momentum = 0 gives plain gradient descent, ``p = p - lr g``. The paper trains with
+    momentum 0.99.
+    """
+
+    def __init__(
+        self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False
+    ) -> None:
+        super().__init__(learning_rate)
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        lr = p.dtype.type(self.learning_rate)
+        if self.momentum == 0.0:
+            p -= lr * g
+            return
+        u = self._slot("velocity", name, p)
+        u *= self.momentum
+        u -= lr * g
+        if self.nesterov:
+            p += self.momentum * u - lr * g
+        else:
+            p += u
+
+
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+
+
+def get_optimizer(spec: str | Optimizer, learning_rate: float | None = None) -> Optimizer:
+    """An optimizer from its Keras name ('adam', 'sgd') or the optimizer itself."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if spec not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {spec!r}")
+    return OPTIMIZERS[spec]() if learning_rate is None else OPTIMIZERS[spec](learning_rate)

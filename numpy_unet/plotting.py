@@ -1,0 +1,105 @@
+"""Figures: training curves and prediction panels, drawn with matplotlib's object API.
+
+No pyplot and no GUI backend: every function builds a ``Figure``, saves it as PNG and
+returns the path, so it works on servers, in tests and in tutorials alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str | Path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return str(path)
+
+
+def _centre(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """The centre of ``a`` with ``shape`` ('valid' UNets predict less than their input)."""
+    dh, dw = (a.shape[0] - shape[0]) // 2, (a.shape[1] - shape[1]) // 2
+    return a[dh : dh + shape[0], dw : dw + shape[1]]
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> str:
+    """Loss (left) and metrics (right) per epoch, training solid and validation dashed."""
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    names = [k for k in history if not k.startswith("val_") and k != "time"]
+    for name in names:
+        ax = ax_loss if name == "loss" else ax_metric
+        epochs = np.arange(1, len(history[name]) + 1)
+        (line,) = ax.plot(epochs, history[name], marker="o", ms=3, label=f"train {name}")
+        if f"val_{name}" in history:
+            ax.plot(
+                epochs,
+                history[f"val_{name}"],
+                ls="--",
+                marker="o",
+                ms=3,
+                color=line.get_color(),
+                label=f"validation {name}",
+            )
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_metric.set(xlabel="epoch", ylabel="score (1 is perfect)", title="metrics")
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_predictions(
+    images: np.ndarray,
+    masks: np.ndarray,
+    probs: np.ndarray,
+    path: str | Path,
+    threshold: float = 0.5,
+    n: int = 4,
+    title: str = "",
+) -> str:
+    """One row per image: input, true mask, probability map, thresholded mask overlaid.
+
+    Shapes: (N, H, W, 1) each; the first ``n`` images are drawn. In the overlay, green is
+    predicted membrane where the truth is membrane too, red a false membrane, and blue a
+    missed one.
+    """
+    n = min(n, len(images))
+    fig = Figure(figsize=(12, 3 * n))
+    axes = np.asarray(fig.subplots(n, 4, squeeze=False))
+    for i in range(n):
+        img, true, prob = images[i, ..., 0], masks[i, ..., 0] >= 0.5, probs[i, ..., 0]
+        pred = prob >= threshold
+        crop, true = _centre(img, prob.shape), _centre(true, prob.shape)
+        overlay = np.stack([crop] * 3, axis=-1) * 0.6
+        overlay[~pred & ~true] = [0.1, 0.8, 0.1]  # membrane found
+        overlay[~pred & true] = [0.9, 0.1, 0.1]  # membrane predicted inside a cell
+        overlay[pred & ~true] = [0.2, 0.3, 1.0]  # membrane missed
+        axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
+        axes[i, 1].imshow(masks[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+        im = axes[i, 2].imshow(prob, cmap="magma", vmin=0, vmax=1)
+        fig.colorbar(im, ax=axes[i, 2], fraction=0.046, pad=0.02)
+        axes[i, 3].imshow(overlay)
+        for ax, name in zip(
+            axes[i],
+            [
+                "input",
+                "true mask (white = cell)",
+                "predicted P(cell)",
+                f"mask at {threshold}: green ok, red false, blue missed",
+            ],
+        ):
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
