@@ -74,15 +74,17 @@ def test_package_imports_no_framework(path):
 
 def test_readme_shows_the_two_setup_commands():
     text = (ROOT / "README.md").read_text()
-    assert "pip install . && numpy-unet gradcheck" in text
+    assert "pip install . && numpy-unet demo" in text
     assert 'pip install ".[test]" && python -m pytest' in text
     ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install . && numpy-unet demo" in ci
     assert 'pip install ".[test]" && python -m pytest' in ci
 
 
-def test_readme_python_examples_run(capsys):
+def test_readme_python_examples_run(capsys, tmp_path, monkeypatch):
     import re
 
+    monkeypatch.chdir(tmp_path)  # the training example writes a checkpoint folder
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3
