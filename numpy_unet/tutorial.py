@@ -1,0 +1,65 @@
+"""Conventions shared by the tutorial scripts in ``tutorials/``.
+
+- ``NUMPY_UNET_QUICK=1``: run in well under a minute (smaller sizes, fewer steps), with the
+  same code path; the tests run every tutorial this way.
+- ``NUMPY_UNET_FIGURES=DIR``: where figures go (default ``tutorials/figures/``), as PNG.
+- ``--data DIR`` on the command line, or ``NUMPY_UNET_DATA=DIR``: a folder of real ISBI 2012
+  images (the seed's image/ + label/ layout); without it, generated membranes are used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def quick() -> bool:
+    """True when ``NUMPY_UNET_QUICK`` is set to something other than '' or '0'."""
+    return os.environ.get("NUMPY_UNET_QUICK", "") not in ("", "0")
+
+
+def pick(full: object, fast: object) -> object:
+    """``fast`` in quick mode, ``full`` otherwise: ``steps = pick(300, 5)``."""
+    return fast if quick() else full
+
+
+def figures_dir() -> Path:
+    """``NUMPY_UNET_FIGURES``, else ``figures/`` beside the running tutorial script."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else None
+    default = script.resolve().parent / "figures" if script else Path.cwd() / "figures"
+    folder = Path(os.environ.get("NUMPY_UNET_FIGURES", default))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save(fig: object, name: str) -> Path:
+    """Save a matplotlib figure as ``name`` (a .png) in the figures folder; print the path."""
+    path = figures_dir() / name
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"saved figure {path}")
+    return path
+
+
+def data_dir() -> Path | None:
+    """The ISBI folder given by ``--data DIR`` or ``NUMPY_UNET_DATA``, if any."""
+    args = sys.argv[1:]
+    if "--data" in args and args.index("--data") + 1 < len(args):
+        return Path(args[args.index("--data") + 1])
+    env = os.environ.get("NUMPY_UNET_DATA")
+    return Path(env) if env else None
+
+
+def membranes(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` images and masks of ``size`` x ``size``: real ISBI ones if a folder was given,
+    else generated. Returns (images, masks, a description for titles)."""
+    from .data import load_folder, synthetic_membranes
+
+    folder = data_dir()
+    if folder is not None:
+        x, y = load_folder(folder, size=size)
+        return x[:n], y[:n], f"ISBI 2012 ({folder})"
+    x, y = synthetic_membranes(n, size=size, seed=seed)
+    return x, y, "generated membranes"
