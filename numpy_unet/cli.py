@@ -195,6 +195,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exercises(args: argparse.Namespace) -> int:
+    from .course import make_exercises
+
+    out = make_exercises(args.out)
+    print(
+        f"Wrote the student copy to {out}: numpy_unet/ with the backward passes cut out, "
+        f"EXERCISES.md with the tasks, tests/ with the gradient tests. Grade it with "
+        f"`numpy-unet grade {out}`."
+    )
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .course import grade, score_table
+
+    results = grade(args.folder)
+    print(score_table(results))
+    graded = [r for r in results.values() if r["kind"] == "exercise"]
+    return 0 if all(r["passed"] for r in graded) else 1
+
+
 def _add_model_options(p: argparse.ArgumentParser, filters: int, size: int | None) -> None:
     p.add_argument("--size", type=int, default=size, help="image height and width")
     p.add_argument("--filters", type=int, default=filters, help="filters of the first level")
@@ -251,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true", help="the original paper's network")
     p.set_defaults(func=_summary)
 
+    p = sub.add_parser("exercises", help="write a student copy with the backward passes cut out")
+    p.add_argument("out", help="a new (or empty) folder")
+    p.set_defaults(func=_exercises)
+
+    p = sub.add_parser("grade", help="run the gradient tests on a student copy, print scores")
+    p.add_argument("folder", help="the folder written by `numpy-unet exercises`")
+    p.set_defaults(func=_grade)
+
     p = sub.add_parser("gradcheck", help="gradient-check every built-in layer and loss")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("-v", "--verbose", action="store_true", help="print each layer's table")
@@ -263,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -86,7 +86,9 @@ class BinaryCrossentropy(Loss):
 
     def backward(self) -> np.ndarray:
         p, y, inside = self._require_forward()
+        # >>> exercise bce_backward: `numpy-unet exercises` cuts out this block
         return (p - y) / (p * (1 - p)) / p.size * inside
+        # <<< exercise bce_backward
 
 
 class DiceLoss(Loss):
@@ -117,8 +119,10 @@ class DiceLoss(Loss):
 
     def backward(self) -> np.ndarray:
         y, inter, union = self._require_forward()
+        # >>> exercise dice_backward: `numpy-unet exercises` cuts out this block
         s = self.smooth
         return -(2 * y * (union + s) - (2 * inter + s)) / (union + s) ** 2
+        # <<< exercise dice_backward
 
 
 class CategoricalCrossentropy(Loss):
@@ -183,4 +187,6 @@ class CategoricalCrossentropy(Loss):
 
     def backward(self) -> np.ndarray:
         p, y, w, inside, n_pixels = self._require_forward()
+        # >>> exercise cce_backward: `numpy-unet exercises` cuts out this block
         return -w[..., None] * y / p / n_pixels * inside
+        # <<< exercise cce_backward

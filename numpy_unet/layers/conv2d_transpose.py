@@ -123,6 +123,7 @@ class Conv2DTranspose(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
         x, kmat, (hf, wf), (top, left) = self._cache
+        # >>> exercise conv2d_transpose_backward: `numpy-unet exercises` cuts out this block
         n, h, w, cin = x.shape
         (kh, kw), (sh, sw), f = self.kernel_size, self.strides, self.filters
         dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
@@ -141,3 +142,4 @@ class Conv2DTranspose(Layer):
         if self.use_bias:
             self.grads["bias"] = dz.sum(axis=(0, 1, 2))
         return (dpatches @ kmat.T).reshape(n, h, w, cin)  # (N, H, W, Cin)
+        # <<< exercise conv2d_transpose_backward

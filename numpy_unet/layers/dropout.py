@@ -46,4 +46,6 @@ class Dropout(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
         (mask,) = self._cache
+        # >>> exercise dropout_backward: `numpy-unet exercises` cuts out this block
         return dy if mask is None else dy * mask
+        # <<< exercise dropout_backward
