@@ -27,6 +27,12 @@ class Optimizer:
         per_param = self.slots.setdefault(kind, {})
         if name not in per_param:
             per_param[name] = np.zeros_like(like)
+        if per_param[name].shape != like.shape:
+            raise ValueError(
+                f"{type(self).__name__}: its state for '{name}' has shape "
+                f"{per_param[name].shape}, but the parameter has shape {like.shape}; an "
+                "optimizer keeps per-parameter state, so give each model its own optimizer"
+            )
         return per_param[name]
 
     def step(self, model: object) -> None:

@@ -53,13 +53,16 @@ def data_dir() -> Path | None:
 
 
 def membranes(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """``n`` images and masks of ``size`` x ``size``: real ISBI ones if a folder was given,
-    else generated. Returns (images, masks, a description for titles)."""
+    """``n`` images and masks of ``size`` x ``size``: real ISBI ones if a folder was given
+    (in the folder's order, at most as many as it holds), else generated with ``seed``.
+    Returns (images, masks, a description for titles)."""
     from .data import load_folder, synthetic_membranes
 
     folder = data_dir()
     if folder is not None:
         x, y = load_folder(folder, size=size)
+        if len(x) < n:
+            print(f"note: {folder} holds {len(x)} image(s), fewer than the {n} asked for")
         return x[:n], y[:n], f"ISBI 2012 ({folder})"
     x, y = synthetic_membranes(n, size=size, seed=seed)
     return x, y, "generated membranes"

@@ -91,3 +91,10 @@ def test_errors():
     with pytest.raises(ValueError, match="optimizer must be one of"):
         get_optimizer("rmsprop")
     assert get_optimizer("sgd", 0.5).learning_rate == 0.5
+
+
+def test_an_optimizer_refuses_a_model_of_other_shapes():
+    opt = Adam()
+    opt.step(Params(np.zeros(3), np.ones(3)))
+    with pytest.raises(ValueError, match="give each model its own optimizer"):
+        opt.step(Params(np.zeros(4), np.ones(4)))

@@ -1,0 +1,690 @@
+# %% [markdown]
+# # 04 · Building the UNet: from the seed's Keras code to 31,031,685 numbers
+#
+# The seed is about forty lines of Keras that build a UNet. This tutorial puts those lines
+# next to the objects `numpy_unet.UNet()` creates, one layer at a time, and then counts
+# what the network holds and what it costs. Every number printed here is computed from
+# the model, not typed in.
+#
+# **You will learn**
+#
+# - which `numpy_unet` layer each line of the seed's Keras code becomes, with its output
+#   shape;
+# - how to read `model.summary()`, and where the 31,031,685 parameters sit (mostly at the
+#   bottom of the U);
+# - how to count parameters and multiply-adds by hand, and why one 256x256 image costs
+#   about 54.6 G multiply-adds (about 109 GFLOP) on the way forward;
+# - how to draw the U diagram from the model itself, and how the original paper's network
+#   (`UNet.paper()`, 572 -> 388, with cropped skips) differs;
+# - which input sizes a UNet accepts, and what the error for a bad one says.
+#
+# **Time:** about 20 minutes to read; about 10 seconds to run in quick mode
+# (`NUMPY_UNET_QUICK=1`), 10 to 20 seconds in full.
+#
+# If you know PyTorch: there is no `nn.Module` tree or autograd here. A `UNet` holds plain
+# layer objects, each with `forward`, `backward`, `params` and `grads`, and
+# `numpy_unet/unet.py` wires them together by hand.
+
+# %%
+# ruff: noqa: E402
+import re
+import time
+
+import numpy as np
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from numpy_unet import UNet
+from numpy_unet.layers import Conv2D, Conv2DTranspose
+from numpy_unet.sizes import output_length
+from numpy_unet.tutorial import pick, quick, save
+
+print("quick mode: smaller models for the forward passes" if quick() else "full mode")
+
+# %% [markdown]
+# ## 1. The seed's code, and the model it becomes
+#
+# Here is the seed's Keras function, copied from the blog post it comes from (the Chinese
+# comments are translated). Each `Conv2D(...)` line repeats
+# `activation='relu', padding='same', kernel_initializer='he_normal'`.
+
+# %%
+SEED_KERAS = """\
+inputs = Input(input_shape)
+# encoder
+conv1 = Conv2D(64, 3, activation='relu', padding='same', kernel_initializer='he_normal')(inputs)
+conv1 = Conv2D(64, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv1)
+pool1 = MaxPooling2D(pool_size=(2, 2))(conv1)
+conv2 = Conv2D(128, 3, activation='relu', padding='same', kernel_initializer='he_normal')(pool1)
+conv2 = Conv2D(128, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv2)
+pool2 = MaxPooling2D(pool_size=(2, 2))(conv2)
+conv3 = Conv2D(256, 3, activation='relu', padding='same', kernel_initializer='he_normal')(pool2)
+conv3 = Conv2D(256, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv3)
+pool3 = MaxPooling2D(pool_size=(2, 2))(conv3)
+conv4 = Conv2D(512, 3, activation='relu', padding='same', kernel_initializer='he_normal')(pool3)
+conv4 = Conv2D(512, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv4)
+drop4 = Dropout(0.5)(conv4)
+pool4 = MaxPooling2D(pool_size=(2, 2))(drop4)
+conv5 = Conv2D(1024, 3, activation='relu', padding='same', kernel_initializer='he_normal')(pool4)
+conv5 = Conv2D(1024, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv5)
+drop5 = Dropout(0.5)(conv5)
+# decoder
+up6 = Conv2D(512, 2, activation='relu', padding='same', kernel_initializer='he_normal')(UpSampling2D(size=(2, 2))(drop5))
+merge6 = concatenate([drop4, up6], axis=3)
+conv6 = Conv2D(512, 3, activation='relu', padding='same', kernel_initializer='he_normal')(merge6)
+conv6 = Conv2D(512, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv6)
+up7 = Conv2D(256, 2, activation='relu', padding='same', kernel_initializer='he_normal')(UpSampling2D(size=(2, 2))(conv6))
+merge7 = concatenate([conv3, up7], axis=3)
+conv7 = Conv2D(256, 3, activation='relu', padding='same', kernel_initializer='he_normal')(merge7)
+conv7 = Conv2D(256, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv7)
+up8 = Conv2D(128, 2, activation='relu', padding='same', kernel_initializer='he_normal')(UpSampling2D(size=(2, 2))(conv7))
+merge8 = concatenate([conv2, up8], axis=3)
+conv8 = Conv2D(128, 3, activation='relu', padding='same', kernel_initializer='he_normal')(merge8)
+conv8 = Conv2D(128, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv8)
+up9 = Conv2D(64, 2, activation='relu', padding='same', kernel_initializer='he_normal')(UpSampling2D(size=(2, 2))(conv8))
+merge9 = concatenate([conv1, up9], axis=3)
+conv9 = Conv2D(64, 3, activation='relu', padding='same', kernel_initializer='he_normal')(merge9)
+conv9 = Conv2D(64, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv9)
+conv9 = Conv2D(2, 3, activation='relu', padding='same', kernel_initializer='he_normal')(conv9)
+# output layer
+outputs = Conv2D(1, 1, activation='sigmoid')(conv9)
+"""  # noqa: E501
+
+# %% [markdown]
+# Now build the same network. `UNet()` takes the seed's defaults: a 256x256x1 input,
+# 64 filters at the top, four poolings, dropout 0.5, 'same' padding, up-sampling followed
+# by a 2x2 conv, and the extra 2-channel conv before the sigmoid. Building it creates every
+# parameter (He-normal kernels, zero biases), which takes a second or two.
+
+# %%
+t0 = time.perf_counter()
+model = UNet(seed=0)
+print(f"built in {time.perf_counter() - t0:.1f} s:", model)
+
+# %% [markdown]
+# The table below walks the Keras lines in order and takes, for each layer the line
+# creates, the next entry of `model.layers` and of `model.rows` (the rows of
+# `model.summary()`). The code checks that the layer classes match, so the table is
+# produced and verified by the same code.
+#
+# Three things to notice:
+#
+# - Keras code reuses Python variable names (`conv1 = ...` twice, `conv9 = ...` three
+#   times). The layers need distinct names, so the project calls them `conv1_1`, `conv1_2`,
+#   ..., `conv9_3`, and calls the output layer `conv10`.
+# - The `up6 = Conv2D(...)(UpSampling2D(...)(drop5))` line creates **two** layers: the
+#   up-sampling runs first (`upsample6`), then the 2x2 conv (`up6`).
+# - `concatenate([drop4, up6], axis=3)` puts the skip first. `axis=3` is the channel axis
+#   of an `(N, H, W, C)` tensor, so the channels add up: 512 + 512 = 1024.
+
+# %%
+KIND = {  # the name in the Keras code -> the class name in numpy_unet
+    "Input": "InputLayer",
+    "Conv2D": "Conv2D",
+    "MaxPooling2D": "MaxPooling2D",
+    "Dropout": "Dropout",
+    "UpSampling2D": "UpSampling2D",
+    "concatenate": "Concatenate",
+}
+REPEATED = ", activation='relu', padding='same', kernel_initializer='he_normal'"
+
+
+def seed_to_layers(keras_code: str, model: UNet) -> list[tuple[str, list]]:
+    """Pair every Keras line with the rows (name, class, shape) of the layers it creates."""
+    layers = iter(model.layers)
+    rows = iter(model.rows)
+    next(rows)  # the InputLayer row; it has no layer object
+    pairs = []
+    for line in keras_code.splitlines():
+        if "=" not in line or line.lstrip().startswith("#"):
+            continue
+        calls = re.findall(
+            r"\b(Input|Conv2D|MaxPooling2D|Dropout|UpSampling2D|concatenate)\(", line
+        )
+        calls.reverse()  # f(g(x)): the inner call g runs first
+        made = []
+        for call in calls:
+            if call == "Input":
+                row = model.rows[0]
+            else:
+                layer, row = next(layers), next(rows)
+                assert layer.name == row.name and type(layer).__name__ == KIND[call], (line, row)
+            assert row.kind == KIND[call], (line, row)
+            made.append(row)
+        pairs.append((line.replace(REPEATED, ", ..."), made))
+    assert next(layers, None) is None, "some layers have no Keras line"
+    return pairs
+
+
+pairs = seed_to_layers(SEED_KERAS, model)
+left = max(len(line) for line, _ in pairs)
+print(f"{'Keras line in the seed':{left}}    numpy_unet layer (class) output shape")
+print(f"{'-' * left}    {'-' * 44}")
+for line, made in pairs:
+    for k, row in enumerate(made):
+        print(f"{line if k == 0 else '':{left}} -> {row.name} ({row.kind}) {row.shape}")
+print(f"\n{len(pairs)} Keras lines -> {len(model.rows) - 1} layers + the input")
+
+# %% [markdown]
+# Two details the Keras code hides, both visible in `numpy_unet`:
+#
+# - **'same' padding with a 2x2 kernel.** A 3x3 conv pads one pixel on every side. A 2x2
+#   kernel cannot pad symmetrically, and Keras (like TensorFlow) pads 0 rows before and 1
+#   row after, in both height and width. `Conv2D` does the same, so weights exported from
+#   the seed's Keras model give the same outputs here.
+# - **The last conv's initializer.** `Conv2D(1, 1, activation='sigmoid')` passes no
+#   `kernel_initializer`, so it gets Keras's default, Glorot-uniform, not He-normal.
+
+# %%
+print({layer.name: layer.kernel_initializer for layer in model.layers[-3:]})
+up6 = next(layer for layer in model.layers if layer.name == "up6")
+print(f"{up6.describe()}: kernel {up6.params['kernel'].shape}, padding {up6.padding!r}")
+
+# %% [markdown]
+# ## 2. `model.summary()`
+#
+# The summary prints Keras's table plus a "Mult-Adds" column: the multiply-adds each layer
+# performs for one image, which section 4 explains. "Connected to" lists each layer's
+# inputs; the merges have two, the skip and the up-sampled map.
+#
+# Read the Output Shape column from top to bottom. The maps get 2x smaller and 2x deeper at
+# each pooling (256x256x64 down to 16x16x1024), then 2x larger and 2x shallower on the way
+# up, back to 256x256. The batch axis is `None`: the model takes any batch size.
+
+# %%
+model.summary()
+
+# %% [markdown]
+# ## 3. Where the 31,031,685 parameters are
+#
+# A `Conv2D` with a `kh x kw` kernel, `Cin` input channels and `Cout` filters holds a kernel
+# of shape `(kh, kw, Cin, Cout)` and one bias per filter:
+#
+#     params = kh * kw * Cin * Cout + Cout
+#
+# For the first layer, `conv1_1`, a 3x3 kernel on a 1-channel image with 64 filters:
+# `3*3*1*64 + 64 = 576 + 64 = 640`. The cell below works a few more layers the same way
+# and checks every one against the layer's own `count_params()`. Note `conv6_1`: its input
+# is the 1024-channel merge, so it has twice the weights of `conv6_2`.
+
+# %%
+convs = [layer for layer in model.layers if isinstance(layer, (Conv2D, Conv2DTranspose))]
+for layer in convs:
+    kh, kw, cin, cout = layer.params["kernel"].shape
+    assert kh * kw * cin * cout + cout == layer.count_params(), layer.name
+for name in ["conv1_1", "conv1_2", "conv5_2", "up6", "conv6_1", "conv6_2", "conv10"]:
+    layer = next(lay for lay in convs if lay.name == name)
+    kh, kw, cin, cout = layer.params["kernel"].shape
+    by_hand = kh * kw * cin * cout + cout
+    print(f"{name:8s} {f'{kh}*{kw}*{cin}*{cout} + {cout}':>22s} = {by_hand:>9,}")
+total = sum(layer.count_params() for layer in convs)
+print(f"\n{len(convs)} conv layers, {2 * len(convs)} arrays (kernel + bias each)")
+print(f"total: {total:,} parameters (model.count_params() = {model.count_params():,})")
+assert total == model.count_params() == 31_031_685
+
+# %% [markdown]
+# None of these numbers depends on the image size: a conv's weights are shared by every
+# pixel. A 512x512 input uses the same 31,031,685 parameters; only the activations and
+# the arithmetic grow.
+#
+# Now group the layers by level of the U. Level 1 is full resolution, level 5 the bottom.
+# The decoder half of a level is its up-conv (the 2x2 conv after the up-sampling) and its
+# two 3x3 convs; the head (the 2-channel conv and the 1x1 output conv) sits at level 1.
+
+# %%
+shape_of = {row.name: row.shape for row in model.rows}
+
+
+def level_table(model: UNet) -> list[tuple]:
+    """(level, resolution, encoder params, decoder params) from the model's structure."""
+    table = []
+    decoder_levels = list(reversed(model.up))  # model.up runs deepest first
+    for k, down in enumerate([*model.down, model.bottom]):
+        encoder = down.conv1.count_params() + down.conv2.count_params()
+        decoder = 0
+        if k < len(decoder_levels):
+            up = decoder_levels[k]
+            decoder = sum(lay.count_params() for lay in (up.upconv, up.conv1, up.conv2))
+        if k == 0:
+            decoder += sum(lay.count_params() for lay in model.head)
+        _, h, w, c = shape_of[down.conv2.name]
+        table.append((k + 1, f"{h}x{w}x{c}", encoder, decoder))
+    return table
+
+
+print(f"{'level':>5}  {'maps':>12}  {'encoder':>11}  {'decoder':>11}  {'share':>6}")
+for level, res, enc, dec in level_table(model):
+    print(f"{level:>5}  {res:>12}  {enc:>11,}  {dec:>11,}  {(enc + dec) / total:6.1%}")
+
+# %% [markdown]
+# The two deepest levels hold almost nine tenths of the parameters: a 3x3 conv from 1024
+# to 1024 channels alone has 9.4 million weights, and the number of weights grows with the
+# square of the channel count. Section 4 shows that the arithmetic is spread quite
+# differently.
+#
+# ## 4. Multiply-adds: what one forward pass costs
+#
+# Every output value of a conv is a dot product of length `kh * kw * Cin`, and there are
+# `Ho * Wo * Cout` output values per image:
+#
+#     multiply-adds = Ho * Wo * kh * kw * Cin * Cout
+#
+# For `conv1_2` on a 256x256 image: `256 * 256 * 3 * 3 * 64 * 64 = 2,415,919,104`, about
+# 2.42 G. The summary's column uses exactly this formula; `model.rows` holds the numbers.
+# Each multiply-add counts as two floating-point operations (FLOP). Biases, ReLUs, pooling
+# and concatenation are left out: they cost about one operation per value, thousands of
+# times less.
+
+# %%
+by_hand = 256 * 256 * 3 * 3 * 64 * 64
+conv1_2 = next(row for row in model.rows if row.name == "conv1_2")
+print(f"conv1_2 by hand: {by_hand:,}   in model.rows: {conv1_2.mult_adds:,}")
+macs = sum(row.mult_adds for row in model.rows)
+print(f"total: {macs:,} multiply-adds per 256x256 image = {macs / 1e9:.1f} G")
+print(f"       = {2 * macs / 1e9:.0f} GFLOP per forward pass (a backward pass costs about 2x)")
+
+# %% [markdown]
+# The figure shows both quantities per conv layer, on log scales. The parameters pile up
+# at the bottom of the U. The multiply-adds hardly change from level to level: each
+# pooling divides the pixels by 4, and doubling the channels multiplies `Cin * Cout` by 4.
+# Within a level the pattern repeats: 1.21 G for the first encoder conv (its input has
+# half the channels), 2.42 G for the second, 4.83 G for the first decoder conv (it reads
+# the merge, twice as deep). Only the first conv (one input channel) and the two head
+# convs are cheap.
+
+# %%
+PATH_COLOURS = {
+    "encoder": "tab:blue",
+    "bottom": "tab:purple",
+    "decoder": "tab:green",
+    "head": "tab:orange",
+}
+
+
+def path_of(model: UNet) -> dict[str, str]:
+    """Which part of the U each layer belongs to, from the model's structure."""
+    part = {}
+    for level in model.down:
+        part |= {lay.name: "encoder" for lay in (level.conv1, level.conv2)}
+    part |= {lay.name: "bottom" for lay in (model.bottom.conv1, model.bottom.conv2)}
+    for level in model.up:
+        part |= {lay.name: "decoder" for lay in (level.upconv, level.conv1, level.conv2)}
+    part |= {lay.name: "head" for lay in model.head}
+    return part
+
+
+def plot_costs(model: UNet) -> Figure:
+    part = path_of(model)
+    rows = [row for row in model.rows if row.mult_adds > 0]
+    names = [row.name for row in rows]
+    colours = [PATH_COLOURS[part[name]] for name in names]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(12, 7.5), layout="constrained")
+    ax_p, ax_m = fig.subplots(2, 1, sharex=True)
+    params = [row.params for row in rows]
+    ax_p.bar(x, params, color=colours)
+    ax_p.set_yscale("log")
+    ax_p.set_ylabel("parameters")
+    ax_p.set_title(f"Parameters per layer (total {sum(params):,})")
+    mult_adds = [row.mult_adds for row in rows]
+    ax_m.bar(x, mult_adds, color=colours)
+    ax_m.set_yscale("log")
+    ax_m.set_ylabel("multiply-adds per image")
+    h, w = model.rows[0].shape[1:3]
+    ax_m.set_title(
+        f"Multiply-adds per layer, one {h}x{w} image "
+        f"(total {sum(mult_adds) / 1e9:.1f} G = {2 * sum(mult_adds) / 1e9:.0f} GFLOP)"
+    )
+    ax_m.set_xticks(x, names, rotation=90)
+    ax_m.set_xlabel("conv layer, in the order of the forward pass")
+    for ax in (ax_p, ax_m):
+        ax.grid(axis="y", which="major", alpha=0.4)
+    handles = [Patch(color=c, label=p) for p, c in PATH_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncols=4, title="part of the U")
+    return fig
+
+
+save(plot_costs(model), "04_cost_per_layer.png")
+
+# %% [markdown]
+# ## 5. The U, drawn from the model
+#
+# The paper's Figure 1 draws each feature map as a box, one row per resolution: down the
+# left side through the poolings, across the bottom, up the right side, with grey arrows
+# carrying each level's output across to the decoder. The function below draws that
+# diagram by walking the model's own structure: `model.down` (one entry per level: two
+# convs, an optional dropout, a pooling), `model.bottom`, `model.up` (up-sampling and
+# up-conv, an optional crop, the merge, two convs) and `model.head`. The labels are the
+# layer names and the output shapes from `model.rows`, so the drawing cannot disagree with
+# the code. Box widths grow with the channel count (on a log scale).
+#
+# The same function draws `UNet.paper()`, Ronneberger et al.'s network. It has unpadded
+# ('valid') 3x3 convs, each of which loses a 1-pixel border, so a 572x572 tile shrinks to
+# 388x388 at the output. The skips are therefore larger than the maps they join and are
+# centre-cropped first. The up-convolution is a 2x2 transposed conv with stride 2. A 1x1
+# conv to two classes with a softmax replaces the seed's two-conv head.
+
+# %%
+paper = UNet.paper(seed=0)
+print(paper)
+paper_shapes = {row.name: row.shape for row in paper.rows}
+for level in paper.up:
+    crop = next(row for row in paper.rows if row.name == level.crop.name)
+    skip = crop.inbound[0]
+    (top, bottom), (lft, rgt) = level.crop.cropping
+    h, w = paper_shapes[skip][1:3]
+    print(
+        f"  {crop.name}: {skip} {h}x{w} -> {crop.shape[1]}x{crop.shape[2]}, "
+        f"cropping {top}+{bottom} rows and {lft}+{rgt} columns"
+    )
+
+# %% [markdown]
+# The drawing function follows. It places each level's boxes in columns, shifting every
+# level one pooling step to the right, so that each pooling arrow points straight down
+# and each up-sampling arrow straight up, as in the paper.
+
+
+# %%
+def light(colour: str, amount: float = 0.4) -> tuple:
+    """``colour`` mixed with white, so that black text on it stays readable."""
+    return tuple(1 - amount + amount * v for v in to_rgb(colour))
+
+
+FILL = {"input": "0.8", "pool": "0.9"} | {p: light(c) for p, c in PATH_COLOURS.items()}
+
+
+def draw_unet(ax, model: UNet) -> None:
+    """Draw ``model`` as the paper's U: one row of boxes per level, arrows for layers."""
+    shapes = {row.name: row.shape for row in model.rows}
+    inbound = {row.name: row.inbound for row in model.rows}
+    part = path_of(model)
+    max_c = max(shape[-1] for shape in shapes.values())
+    gap, box_h = 1.3, 0.86  # vertical distance between levels, box height
+
+    def width(channels: int) -> float:  # log scale: 1 channel -> 0.36, max_c -> 0.72
+        return 0.36 + 0.36 * np.log2(channels) / np.log2(max_c)
+
+    def label(name: str, extra: str = "") -> str:
+        h, w, c = shapes[name][1:]
+        return f"{name}\n{h}x{w}x{c}" + (f"\n{extra}" if extra else "")
+
+    def box(col: float, level: int, name: str, colour: str, extra: str = "") -> tuple:
+        """A feature map; returns its (left, right, bottom, top)."""
+        w, y = width(shapes[name][-1]), -level * gap
+        edges = (col - w / 2, col + w / 2, y - box_h / 2, y + box_h / 2)
+        ax.add_patch(
+            Rectangle((edges[0], edges[2]), w, box_h, facecolor=colour, edgecolor="0.2", lw=0.8)
+        )
+        ax.text(col, y, label(name, extra), rotation=90, ha="center", va="center", fontsize=7.5)
+        return edges
+
+    def merge_box(col: float, level: int, name: str, skip_c: int) -> tuple:
+        """The concatenation: the copied skip (white, left), the up-sampled map (right)."""
+        w, y = width(shapes[name][-1]), -level * gap
+        c = shapes[name][-1]
+        w_skip = w * skip_c / c
+        left = col - (w - w_skip) / 2 - w_skip  # the up-sampled half sits above `col`
+        ax.add_patch(Rectangle((left, y - box_h / 2), w_skip, box_h, fc="white", ec="0.2", lw=0.8))
+        ax.add_patch(
+            Rectangle(
+                (left + w_skip, y - box_h / 2), w - w_skip, box_h, fc=FILL["decoder"], ec="0.2"
+            )
+        )
+        ax.text(left + w / 2, y, label(name), rotation=90, ha="center", va="center", fontsize=7.5)
+        return left, left + w, y - box_h / 2, y + box_h / 2
+
+    def arrow(start: tuple, end: tuple, colour: str, lw: float = 1.6) -> None:
+        style = dict(arrowstyle="-|>", color=colour, lw=lw, shrinkA=0, shrinkB=0)
+        ax.annotate("", xy=end, xytext=start, arrowprops=style)
+
+    def across(a: tuple, b: tuple, colour: str) -> None:  # box a -> box b, same level
+        y = (a[2] + a[3]) / 2
+        arrow((a[1], y), (b[0], y), colour)
+
+    conv_c, pool_c, up_c, skip_c, out_c = "tab:blue", "tab:red", "tab:green", "0.5", "darkcyan"
+    # contracting path: [input or pooled map], conv, conv per level, then the pooling
+    col, prev, skips = 0, None, []
+    for level, down in enumerate([*model.down, model.bottom]):
+        if prev is None:
+            prev = box(col, level, "input", FILL["input"])
+        else:
+            pool = model.down[level - 1].pool
+            pooled = box(col, level, pool.name, FILL["pool"])
+            arrow((col, prev[2]), (col, pooled[3]), pool_c)
+            prev = pooled
+        for conv in (down.conv1, down.conv2):
+            col += 1
+            extra = f"+ {down.drop.name}" if conv is down.conv2 and down.drop else ""
+            b = box(col, level, conv.name, FILL[part[conv.name]], extra)
+            across(prev, b, conv_c)
+            prev = b
+        skips.append((prev, col))
+    skips.pop()  # the bottom's output is not a skip
+    # expanding path: up-sample to the merge above, then conv, conv
+    for level, up in zip(range(len(model.up) - 1, -1, -1), model.up):
+        skip_box, _ = skips.pop()
+        skip_name = inbound[up.merge.name][0]  # the skip (or its crop), first input
+        skip_channels = shapes[skip_name][-1]
+        merged = merge_box(col, level, up.merge.name, skip_channels)
+        arrow((col, prev[3]), (col, merged[2]), up_c)
+        ups = [lay.name for lay in (up.upsample, up.upconv) if lay is not None]
+        ax.text(col + 0.08, prev[3] + 0.05, " + ".join(ups), fontsize=7, color=up_c, va="bottom")
+        y = -level * gap
+        arrow((skip_box[1], y), (merged[0], y), skip_c, lw=2.2)
+        if up.crop is not None:
+            source = inbound[up.crop.name][0]
+            hs, hc = shapes[source][1], shapes[up.crop.name][1]
+            what = f"copy {source}\ncrop {hs} -> {hc}"
+        else:
+            what = f"copy {skip_name}"
+        ax.text(
+            (skip_box[1] + merged[0]) / 2, y + 0.04, what, ha="center", va="bottom", fontsize=7.5
+        )
+        prev = merged
+        for conv in (up.conv1, up.conv2):
+            col += 1
+            b = box(col, level, conv.name, FILL[part[conv.name]])
+            across(prev, b, conv_c)
+            prev = b
+    for layer in model.head:  # at the top level, after the last conv
+        col += 1
+        b = box(col, 0, layer.name, FILL["head"])
+        across(prev, b, out_c if layer.kernel_size == (1, 1) else conv_c)
+        prev = b
+    # legend: the arrows, described from the layers themselves
+    first, pool = model.down[0].conv1, model.down[0].pool
+    up = model.up[0]
+    if up.upsample is not None:
+        k = up.upconv.kernel_size[0]
+        up_text = f"{up.upsample.size[0]}x up-sampling + {k}x{k} conv + {up.upconv.activation_name}"
+    else:
+        k, s = up.upconv.kernel_size[0], up.upconv.strides[0]
+        up_text = f"{k}x{k} transposed conv, stride {s} (up-conv)"
+    last = model.head[-1]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=conv_c,
+            lw=2,
+            label=f"{first.kernel_size[0]}x{first.kernel_size[1]} conv ('{first.padding}') + relu",
+        ),
+        Line2D(
+            [], [], color=pool_c, lw=2, label=f"{pool.pool_size[0]}x{pool.pool_size[1]} max-pool"
+        ),
+        Line2D([], [], color=up_c, lw=2, label=up_text),
+        Line2D([], [], color=skip_c, lw=2.5, label="skip connection, concatenated"),
+        Line2D([], [], color=out_c, lw=2, label=f"1x1 conv + {last.activation_name}"),
+    ]
+    ax.add_artist(ax.legend(handles=handles, loc="lower right", fontsize=9, title="arrows"))
+    maps = {
+        "input": "input image",
+        "pool": "pooled map",
+        "encoder": "encoder (contracting path)",
+        "bottom": "bottom of the U",
+        "decoder": "decoder (expanding path)",
+        "head": "head (output layers)",
+    }
+    patches = [Patch(fc=FILL[k], ec="0.2", label=v) for k, v in maps.items()]
+    patches.append(Patch(fc="white", ec="0.2", label="copied skip (left part of a merge)"))
+    ax.legend(handles=patches, loc="lower left", fontsize=9, title="feature maps")
+    ax.set_xlim(-0.7, col + 0.7)
+    ax.set_ylim(-len(model.down) * gap - box_h / 2 - 0.15, box_h / 2 + 0.25)
+    ax.set_axis_off()
+    (_, h, w, c), (_, ho, wo, co) = model.rows[0].shape, model.rows[-1].shape
+    ax.set_title(
+        f"{model.name}: {h}x{w}x{c} -> {ho}x{wo}x{co}, {model.count_params():,} parameters "
+        "(labels: layer name, output height x width x channels)",
+        fontsize=11,
+    )
+
+
+fig = Figure(figsize=(16, 14), layout="constrained")
+ax_seed, ax_paper = fig.subplots(2, 1)
+draw_unet(ax_seed, model)
+draw_unet(ax_paper, paper)
+save(fig, "04_unet_diagrams.png")
+
+# %% [markdown]
+# Compare the two drawings:
+#
+# - **Sizes.** The seed keeps 256x256 on every level it returns to ('same' padding). The
+#   paper loses two pixels per 3x3 conv (572 -> 570 -> 568), so its skips are larger than
+#   the maps they meet and must be cropped: 568 -> 392 at the top, an 88-pixel border on each
+#   side. Its output, 388x388, is the centre of the 572x572 input tile.
+# - **The way up.** The seed up-samples (copies each pixel into a 2x2 block) and then applies
+#   a 2x2 conv with a ReLU. The paper uses one 2x2 transposed conv with stride 2 and no
+#   activation. Both halve the channels and hold the same number of weights
+#   (`2*2*1024*512 + 512 = 2,097,664` for `up6`).
+# - **The head.** The seed adds `Conv2D(2, 3, relu)` before a one-channel sigmoid; the paper
+#   goes straight to two channels with a 1x1 conv and a softmax. That is why the counts
+#   differ by 1,027: `1,154 + 3` (seed) minus `130` (paper).
+
+# %%
+seed_head = sum(layer.count_params() for layer in model.head)
+paper_head = sum(layer.count_params() for layer in paper.head)
+print(f"head: seed {seed_head:,}, paper {paper_head:,}; difference {seed_head - paper_head:,}")
+print(f"total: seed {model.count_params():,}, paper {paper.count_params():,}")
+assert paper.count_params() == 31_030_658
+assert model.count_params() - paper.count_params() == seed_head - paper_head
+
+# %% [markdown]
+# ## 6. Which input sizes work
+#
+# Every pooling halves the height and width, rounding down, and the way up doubles them
+# again. The doubled map must have exactly the size of the skip it is concatenated with. With
+# 'same' padding and four poolings that means the height and width must be divisible by
+# `2**4 = 16`. Any other size reaches some pooling with an odd size and loses a row there,
+# and the concatenation on the way up fails. This is the error users of the seed hit most
+# often. In Keras it appears deep inside `concatenate`; here the model checks the size
+# first and names the nearest valid ones.
+#
+# `numpy_unet.sizes.output_length(model, n)` gives the output length for an input length `n`,
+# or `None` if the model cannot take it.
+
+# %%
+seed_ok = [n for n in range(1, 330) if output_length(model, n)]
+print("seed UNet, valid sizes up to 329:", seed_ok)
+paper_ok = [(n, output_length(paper, n)) for n in range(1, 700) if output_length(paper, n)]
+print("paper UNet, valid input -> output sizes below 700:")
+print("  " + ", ".join(f"{n}->{m}" for n, m in paper_ok))
+
+# %% [markdown]
+# For the paper's network the valid tile sizes are 16 apart too, but offset, and the rule
+# is different: every map that enters a pooling must have an even size. 572 works
+# (572 -> 568, pooled to 284 -> 280, pooled to 140 -> 136, 68 -> 64, bottom 32 -> 28).
+# 570 does not: 570 -> 566, pooled to 283 -> 279, and 279 cannot be halved.
+#
+# Now the errors. Building a model for 250x250, or passing an image 250 pixels wide to a
+# model, raises a `ValueError` that says why and what to use instead. So do the paper's
+# network at 570 and an image without its batch axis.
+
+# %%
+for make in (
+    lambda: UNet((250, 250, 1)),
+    lambda: model.predict(np.zeros((1, 256, 250, 1), np.float32)),
+    lambda: UNet.paper(input_shape=(570, 570, 1)),
+    lambda: model.predict(np.zeros((256, 256, 1), np.float32)),
+):
+    try:
+        make()
+    except ValueError as err:
+        print(f"ValueError: {err}\n")
+
+# %% [markdown]
+# ## 7. A forward pass, with the shapes recorded on the way
+#
+# `model.summary()` computes the shapes without running anything. To confirm them, run a
+# real forward pass and record what every layer returns. The helper below wraps each
+# layer's `forward`, like a forward hook in PyTorch, then removes the wrappers again.
+#
+# In quick mode this cell uses a smaller model (8 filters, 64x64 input) so that it runs in
+# a moment; the full run pushes one 256x256 image through the full 31-million-parameter
+# UNet, which takes a few seconds on a laptop.
+
+
+# %%
+def forward_with_shapes(model: UNet, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``model.forward(x)``, plus the output shape of every layer, by layer name."""
+    seen = {}
+    for layer in model.layers:
+
+        def hooked(inputs, training=False, _forward=layer.forward, _name=layer.name):
+            out = _forward(inputs, training=training)
+            seen[_name] = out.shape
+            return out
+
+        layer.forward = hooked  # an instance attribute shadows the class's method
+    try:
+        y = model.forward(x)
+    finally:
+        for layer in model.layers:
+            del layer.forward  # back to the class's method
+    return y, seen
+
+
+runner = pick(model, UNet((64, 64, 1), filters=8, seed=0))
+size = runner.rows[0].shape[1]
+x = np.random.default_rng(0).random((1, size, size, 1), dtype=np.float32)
+t0 = time.perf_counter()
+y, seen = forward_with_shapes(runner, x)
+seconds = time.perf_counter() - t0
+mismatches = [row.name for row in runner.rows[1:] if seen[row.name][1:] != row.shape[1:]]
+print(f"{runner}")
+print(f"input {x.shape} -> output {y.shape}, values in [{y.min():.3f}, {y.max():.3f}]")
+print(f"{len(seen)} layers ran; shapes that differ from the summary: {mismatches or 'none'}")
+for name in ["conv1_2", "pool4", "conv5_2", "upsample6", "up6", "merge6", "conv9_3", "conv10"]:
+    print(f"  {name:9s} {seen[name]}")
+gflop = 2 * sum(row.mult_adds for row in runner.rows) / 1e9
+print(f"forward pass: {seconds:.2f} s for {gflop:.2f} GFLOP = {gflop / seconds:.1f} GFLOP/s")
+
+# %% [markdown]
+# The output is a probability map with the input's height and width, from the sigmoid. Its
+# values mean nothing yet: the network is untrained. The GFLOP/s figure measures how well
+# NumPy's matrix product (BLAS) is used: each conv is one large `matmul` after `im2col`,
+# explained in tutorial 01.
+#
+# A model accepts any valid size, not only the one it was built for, and the height and
+# width need not be equal. Only the channel count is fixed, by the first conv's kernel.
+
+# %%
+h, w = pick((128, 192), (32, 48))
+y = runner.predict(np.zeros((2, h, w, 1), np.float32))
+print(f"{runner.name} built for {runner.rows[0].shape[1:3]}: input (2, {h}, {w}, 1) -> {y.shape}")
+
+# %% [markdown]
+# ## Summary
+#
+# - Each line of the seed's Keras code maps onto one named layer object (two for the
+#   `UpSampling2D` + `Conv2D` lines); `model.layers` lists them in the same order.
+# - `params = kh*kw*Cin*Cout + Cout` per conv; the total is 31,031,685 at any input size,
+#   almost nine tenths of it in the two deepest levels.
+# - `multiply-adds = Ho*Wo*kh*kw*Cin*Cout` per conv; about 54.6 G per 256x256 image (109
+#   GFLOP), spread almost evenly over the levels.
+# - The paper's network differs in padding, cropping, up-convolution and head, and has
+#   1,027 fewer parameters (31,030,658).
+# - With four poolings and 'same' padding, height and width must be multiples of 16.
+#
+# Next: tutorial 05 checks every gradient of this network against finite differences.
