@@ -71,28 +71,22 @@ class Conv2D(Layer):
         name: str | None = None,
     ) -> None:
         super().__init__(name)
-        where = self.describe()
-        if int(filters) < 1:
-            raise ValueError(f"{where}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = pair(kernel_size, "kernel_size", where)
-        self.padding = check_padding(padding, where)
-        self.activation_name = activation
-        self.activation = get_activation(activation, self.name)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self._init = get_initializer(kernel_initializer, where)
-        self.dtype = as_float_dtype(dtype, where)
-        self.seed = seed
+        set_conv_options(
+            self,
+            filters,
+            kernel_size,
+            padding,
+            activation,
+            use_bias,
+            kernel_initializer,
+            dtype,
+            seed,
+        )
 
     def build(self, input_shape: tuple) -> None:
         """Create kernel (kh, kw, Cin, filters) and bias (filters,) for (N, H, W, Cin)."""
-        cin = int(input_shape[-1])
         kh, kw = self.kernel_size
-        rng = np.random.default_rng(self.seed)
-        self.params = {"kernel": self._init((kh, kw, cin, self.filters), rng, self.dtype)}
-        if self.use_bias:
-            self.params["bias"] = np.zeros(self.filters, self.dtype)
+        create_params(self, (kh, kw, int(input_shape[-1]), self.filters))
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
@@ -138,6 +132,41 @@ class Conv2D(Layer):
         dxp = col2im(dcols, xp.shape, *self.kernel_size)  # (N, Hp, Wp, Cin)
         return unpad_same(dxp, x_shape, *self.kernel_size, self.padding)  # (N, H, W, Cin)
         # <<< exercise conv2d_backward
+
+
+def set_conv_options(
+    layer: Layer,
+    filters: int,
+    kernel_size: object,
+    padding: str,
+    activation: str | None,
+    use_bias: bool,
+    kernel_initializer: str,
+    dtype: str,
+    seed: int | None,
+) -> None:
+    """Check and store the arguments Conv2D and Conv2DTranspose share (Keras's names)."""
+    where = layer.describe()
+    if int(filters) < 1:
+        raise ValueError(f"{where}: filters must be a positive int, got {filters!r}")
+    layer.filters = int(filters)
+    layer.kernel_size = pair(kernel_size, "kernel_size", where)
+    layer.padding = check_padding(padding, where)
+    layer.activation_name = activation
+    layer.activation = get_activation(activation, layer.name)
+    layer.use_bias = bool(use_bias)
+    layer.kernel_initializer = kernel_initializer
+    layer._init = get_initializer(kernel_initializer, where)
+    layer.dtype = as_float_dtype(dtype, where)
+    layer.seed = seed
+
+
+def create_params(layer: Layer, kernel_shape: tuple[int, ...]) -> None:
+    """The kernel from the layer's initializer and seed, and a zero bias (Keras's default)."""
+    rng = np.random.default_rng(layer.seed)
+    layer.params = {"kernel": layer._init(kernel_shape, rng, layer.dtype)}
+    if layer.use_bias:
+        layer.params["bias"] = np.zeros(layer.filters, layer.dtype)
 
 
 def im2col(xp: np.ndarray, kh: int, kw: int) -> np.ndarray:

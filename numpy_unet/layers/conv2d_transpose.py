@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import get_activation
-from .base import Layer, as_float_dtype
-from .initializers import get_initializer
-from .padding import check_padding, pair
+from .base import Layer
+from .conv2d import create_params, set_conv_options
+from .padding import pair
 
 
 class Conv2DTranspose(Layer):
@@ -53,29 +52,23 @@ class Conv2DTranspose(Layer):
         name: str | None = None,
     ) -> None:
         super().__init__(name)
-        where = self.describe()
-        if int(filters) < 1:
-            raise ValueError(f"{where}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = pair(kernel_size, "kernel_size", where)
-        self.strides = pair(strides, "strides", where)
-        self.padding = check_padding(padding, where)
-        self.activation_name = activation
-        self.activation = get_activation(activation, self.name)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self._init = get_initializer(kernel_initializer, where)
-        self.dtype = as_float_dtype(dtype, where)
-        self.seed = seed
+        set_conv_options(
+            self,
+            filters,
+            kernel_size,
+            padding,
+            activation,
+            use_bias,
+            kernel_initializer,
+            dtype,
+            seed,
+        )
+        self.strides = pair(strides, "strides", self.describe())
 
     def build(self, input_shape: tuple) -> None:
         """Create kernel (kh, kw, filters, Cin) and bias (filters,) for (N, H, W, Cin)."""
-        cin = int(input_shape[-1])
         kh, kw = self.kernel_size
-        rng = np.random.default_rng(self.seed)
-        self.params = {"kernel": self._init((kh, kw, self.filters, cin), rng, self.dtype)}
-        if self.use_bias:
-            self.params["bias"] = np.zeros(self.filters, self.dtype)
+        create_params(self, (kh, kw, self.filters, int(input_shape[-1])))  # Keras's layout
         super().build(input_shape)
 
     def _full_and_crop(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
