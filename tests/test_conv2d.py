@@ -16,9 +16,10 @@ CONFIGS = list(itertools.product((1, 2, 3), ("same", "valid"), ((5, 6), (6, 5), 
 
 
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS)
-def test_fast_conv_equals_loops(k, padding, hw, rng):
+@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
+def test_fast_conv_equals_loops(k, padding, hw, algorithm, rng):
     x = rng.standard_normal((2, *hw, 3))
-    conv = Conv2D(4, k, padding=padding, dtype="float64", seed=1)
+    conv = Conv2D(4, k, padding=padding, dtype="float64", seed=1, algorithm=algorithm)
     conv.build(x.shape)
     conv.params["bias"] = rng.standard_normal(4)
     y = conv.forward(x)
@@ -35,9 +36,12 @@ def test_fast_conv_equals_loops(k, padding, hw, rng):
 
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS)
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
-def test_conv_gradcheck(k, padding, hw, activation, rng):
+@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
+def test_conv_gradcheck(k, padding, hw, activation, algorithm, rng):
     x = rng.standard_normal((2, *hw, 3))
-    conv = Conv2D(3, k, padding=padding, activation=activation, dtype="float64", seed=7)
+    conv = Conv2D(
+        3, k, padding=padding, activation=activation, dtype="float64", seed=7, algorithm=algorithm
+    )
     conv.build(x.shape)
     conv.params["bias"] = 0.1 * rng.standard_normal(3)
     if activation == "relu":  # finite differences are wrong across the kink at 0
@@ -139,3 +143,13 @@ def test_glorot_uniform_limits():
 def test_relu_conv_gradcheck_with_kinks_avoided(rng):
     x = away_from_zero(rng.standard_normal((1, 6, 6, 2)))
     assert gradcheck(Conv2D(2, 1, activation="relu", dtype="float64", seed=0), x).passed
+
+
+def test_auto_algorithm_choice_gives_the_same_numbers(rng):
+    x = rng.standard_normal((1, 32, 32, 16)).astype(np.float32)
+    auto = Conv2D(8, 3, padding="same", seed=0)
+    assert auto._shifted(x.shape) and not auto._shifted((1, 32, 32, 1))
+    ref = Conv2D(8, 3, padding="same", seed=0, algorithm="im2col")
+    np.testing.assert_allclose(auto.forward(x), ref.forward(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        Conv2D(8, 3, algorithm="winograd")

@@ -96,4 +96,6 @@ def get_activation(name: str | None, where: str) -> Layer | None:
             f"{where}: activation must be None, 'linear' or one of {sorted(ACTIVATIONS)}, "
             f"got {name!r}"
         )
-    return ACTIVATIONS[name](name=f"{where}/{name}")
+    activation = ACTIVATIONS[name](name=f"{where}/{name}")
+    activation.check_finite = False  # it sees the conv's output, computed from checked input
+    return activation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Layer
 from .padding import check_padding, conv_output_length, pair, same_padding
@@ -75,13 +74,23 @@ class MaxPooling2D(Layer):
         if ho < 1 or wo < 1:
             raise ValueError(f"{self.describe()}: input {h}x{w} is smaller than the {ph}x{pw} pool")
         pad_h, pad_w = self._pads(h, w)
-        xp = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
-        windows = sliding_window_view(xp, (ph, pw), axis=(1, 2))  # every window, stride 1
-        windows = windows[:, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw]  # stride s
-        # windows: (N, Ho, Wo, C, ph, pw), still a view of xp
-        windows = windows.reshape(n, ho, wo, c, ph * pw)  # copies the windows
-        argmax = windows.argmax(axis=-1)  # (N, Ho, Wo, C): first maximum, row-major
-        y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
+        xp = x
+        if self.padding == "same":
+            xp = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
+        # One pass per position (i, j) inside the window, never per pixel: offset (i, j) of
+        # every window is the strided view xp[:, i::sh, j::sw] (no copy). Scanning the
+        # offsets in row-major order with a strict '>' keeps the FIRST maximum (the tie rule).
+        y = xp[:, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw].copy()  # offset (0, 0)
+        small = ph * pw <= 256  # a byte per output is enough to say which offset won
+        argmax = np.zeros(y.shape, np.uint8 if small else np.int32)  # (N, Ho, Wo, C): i*pw + j
+        for i in range(ph):
+            for j in range(pw):
+                if i == j == 0:
+                    continue
+                v = xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+                better = v > y
+                np.copyto(argmax, i * pw + j, where=better)
+                np.maximum(y, v, out=y)
         return self._remember(y, argmax, xp.shape, (pad_h[0], pad_w[0]), x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

@@ -43,7 +43,12 @@ class UpSampling2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._check_input(x)
         sh, sw = self.size
-        y = x.repeat(sh, axis=1).repeat(sw, axis=2)  # (N, H*sh, W*sw, C)
+        n, h, w, c = x.shape
+        # write each pixel into its sh x sw block in one broadcast assignment: a single
+        # pass over the output (two np.repeat calls make two copies, ~3x slower here)
+        blocks = np.empty((n, h, sh, w, sw, c), x.dtype)
+        blocks[...] = x[:, :, None, :, None, :]
+        y = blocks.reshape(n, h * sh, w * sw, c)  # (N, H*sh, W*sw, C), a view
         return self._remember(y, x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
