@@ -10,7 +10,9 @@ What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
   check, the largest difference between the two predictions;
 - peak memory of one training step: each framework runs the step in a fresh subprocess
   that resets the kernel's peak-RSS counter (/proc/self/clear_refs) just before the step
-  and reports how far the peak rose above the memory in use before it.
+  and reports how far the peak rose above the memory in use before it. Caveat: both
+  allocators keep freed memory for reuse, so this rise understates what a step allocates
+  (for numpy-unet, ``tracemalloc`` sees more); treat the ratio as rough.
 
 Run from the repository root::
 
@@ -123,7 +125,10 @@ def memory_child(which: str) -> None:
         step = lambda: numpy_step(model, x, y)  # noqa: E731
     else:
         _, step = torch_runner(model, x, y)
-    step()  # warm-up: buffers, gradients and caches exist from now on
+    step()  # warm-up: buffers and gradients exist from now on
+    if which == "numpy":  # PyTorch frees a step's activations after backward; do the same
+        for layer in model.layers:
+            layer._cache = None
     base = rss_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     step()
