@@ -19,6 +19,7 @@ Run from the repository root::
     python benchmarks/bench_unet.py                    # seed UNet, 256x256, 2 threads
     python benchmarks/bench_unet.py --filters 16 --size 128
     python benchmarks/bench_unet.py --quick            # 64x64, filters 8: a smoke test
+    python benchmarks/bench_unet.py --layers --scaling  # plus per-layer and scaling tables
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads")
     p.add_argument("--quick", action="store_true", help="64x64, filters 8, 2 repeats")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--layers", action="store_true", help="also time every layer of one step")
+    p.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also time predict and a step over sizes 64-512 and batches 1-4",
+    )
     p.add_argument("--memory-child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -157,6 +164,83 @@ def measure_memory(which: str) -> dict | None:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
+    """Forward and backward time of every layer in one training step, with each conv's
+    GFLOP/s beside a plain np.matmul of its im2col size (the BLAS ceiling)."""
+    times: dict[str, list[float]] = {}
+    originals = []
+    for layer in model.layers:  # wrap each layer's forward and backward with a timer
+        originals.append((layer, layer.forward, layer.backward))
+
+        def timed(fn, key):
+            def run(*args, **kwargs):
+                t0 = time.perf_counter()
+                out = fn(*args, **kwargs)
+                times.setdefault(key, []).append(time.perf_counter() - t0)
+                return out
+
+            return run
+
+        layer.forward = timed(layer.forward, (layer.name, "fwd"))
+        layer.backward = timed(layer.backward, (layer.name, "bwd"))
+    for _ in range(3):
+        numpy_step(model, x, y)
+    for layer, fwd, bwd in originals:
+        layer.forward, layer.backward = fwd, bwd
+    macs = {r.name: r.mult_adds for r in model.rows}
+    print(
+        f"\n{'layer':12}{'fwd ms':>9}{'bwd ms':>9}{'fwd GF/s':>10}{'bwd GF/s':>10}"
+        f"{'matmul GF/s':>13}"
+    )
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        f = statistics.median(times[(layer.name, "fwd")])
+        b = statistics.median(times[(layer.name, "bwd")])
+        flop = 2 * macs[layer.name] * ARGS.batch
+        cells = [f"{f * 1e3:9.1f}", f"{b * 1e3:9.1f}"]
+        if flop:
+            kernel = layer.params["kernel"]
+            m = flop // (2 * kernel.size)  # output pixels (input pixels for a transposed conv)
+            a = rng.standard_normal((int(m), int(np.prod(kernel.shape[:3]))), dtype=np.float32)
+            w = rng.standard_normal((a.shape[1], kernel.shape[3]), dtype=np.float32)
+            np.matmul(a, w)
+            t0 = time.perf_counter()
+            np.matmul(a, w)
+            mm = time.perf_counter() - t0
+            cells += [
+                f"{flop / f / 1e9:10.1f}",
+                f"{2 * flop / b / 1e9:10.1f}",
+                f"{flop / mm / 1e9:13.1f}",
+            ]
+        print(f"{layer.name:12}" + "".join(cells))
+
+
+def scaling_table() -> None:
+    """numpy-unet's predict and step time over input sizes and batch sizes (medians of 3):
+    the cost should grow linearly with the number of pixels."""
+    print(f"\n{'input':>16}{'predict ms':>12}{'step ms':>10}{'step ms/Mpixel':>16}")
+    for size, batch in [(64, 1), (128, 1), (256, 1), (512, 1), (128, 2), (128, 4)]:
+        model = UNet((size, size, 1), filters=ARGS.filters, seed=0)
+        rng = np.random.default_rng(0)
+        x = rng.random((batch, size, size, 1), dtype=np.float32)
+        y = (rng.random(x.shape) < 0.78).astype(np.float32)
+        p = _median_time(model.predict, x, batch_size=batch)
+        s = _median_time(numpy_step, model, x, y)
+        mpix = batch * size * size / 1e6
+        print(f"{f'{batch}x{size}x{size}':>16}{p * 1e3:12.0f}{s * 1e3:10.0f}{s * 1e3 / mpix:16.0f}")
+
+
+def _median_time(fn, *args, repeats: int = 3, **kwargs) -> float:
+    """Median seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after a warm-up."""
+    fn(*args, **kwargs)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> None:
     if ARGS.memory_child:
         memory_child(ARGS.memory_child)
@@ -220,6 +304,10 @@ def main() -> None:
     if torch_ok and mem.get("numpy") and mem.get("torch"):
         rise = {w: m["peak_mb"] - m["base_mb"] for w, m in mem.items()}
         print(f"  ratio numpy/torch {rise['numpy'] / rise['torch']:.2f}")
+    if ARGS.layers:
+        layer_table(model, x, y)
+    if ARGS.scaling:
+        scaling_table()
 
 
 if __name__ == "__main__":
