@@ -8,11 +8,14 @@ What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
   with the same weights in PyTorch, in the same process, the two alternating run by run so
   that machine noise hits both alike; then the ratio numpy / PyTorch; and, as a sanity
   check, the largest difference between the two predictions;
-- peak memory of one training step: each framework runs the step in a fresh subprocess
-  that resets the kernel's peak-RSS counter (/proc/self/clear_refs) just before the step
-  and reports how far the peak rose above the memory in use before it. Caveat: both
-  allocators keep freed memory for reuse, so this rise understates what a step allocates
-  (for numpy-unet, ``tracemalloc`` sees more); treat the ratio as rough.
+- the same for the demo's small UNet (``numpy-unet demo``: filters 8, 128x128, batch 4);
+- peak memory of one training step: each framework runs in a fresh subprocess, takes one
+  step, resets the kernel's peak-RSS counter (/proc/self/clear_refs), takes a second step and
+  reports the peak RSS above the memory in use right after its imports (so weights,
+  gradients and the step's activations count, the frameworks' own code does not). Both
+  children run with ``MALLOC_MMAP_THRESHOLD_=65536``, so that glibc hands large freed
+  blocks back to the kernel at once: otherwise the allocator's pool of freed memory hides
+  part of what a step allocates.
 
 Run from the repository root::
 
@@ -80,8 +83,8 @@ def have_torch() -> bool:
     return True
 
 
-def make_inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    shape = (ARGS.batch, ARGS.size, ARGS.size, 1)
+def make_inputs(rng: np.random.Generator, batch: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    shape = (batch, size, size, 1)
     x = rng.random(shape, dtype=np.float32)
     y = (rng.random(shape) < 0.78).astype(np.float32)  # ~78% cells, as in ISBI
     return x, y
@@ -124,44 +127,34 @@ def rss_mb(field: str) -> float:
 
 
 def memory_child(which: str) -> None:
-    """Run one step, reset the peak counter, run another; print the rise above baseline."""
-    rng = np.random.default_rng(0)
+    """Two steps; print the second's peak RSS above the RSS right after the imports."""
+    if which == "torch":
+        import torch  # noqa: F401  (imported before the baseline, like numpy)
+    base = rss_mb("VmRSS")
     model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
-    x, y = make_inputs(rng)
+    x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
     if which == "numpy":
         step = lambda: numpy_step(model, x, y)  # noqa: E731
     else:
         _, step = torch_runner(model, x, y)
-    step()  # warm-up: buffers and gradients exist from now on
-    if which == "numpy":  # PyTorch frees a step's activations after backward; do the same
-        for layer in model.layers:
-            layer._cache = None
-    base = rss_mb("VmRSS")
+        del model  # the twin has its own copy of the weights
+    step()  # warm-up: gradients exist from now on, as in training
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     step()
-    print(json.dumps({"base_mb": base, "peak_mb": rss_mb("VmHWM")}))
+    print(json.dumps({"peak_mb": rss_mb("VmHWM") - base}))
 
 
-def measure_memory(which: str) -> dict | None:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--memory-child",
-        which,
-        "--size",
-        str(ARGS.size),
-        "--batch",
-        str(ARGS.batch),
-        "--filters",
-        str(ARGS.filters),
-        "--threads",
-        str(ARGS.threads),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def measure_memory(which: str) -> float | None:
+    """Peak MB of a training step (see the module docstring), from a fresh subprocess."""
+    cmd = [sys.executable, __file__, "--memory-child", which]
+    for option in ("size", "batch", "filters", "threads"):
+        cmd += [f"--{option}", str(getattr(ARGS, option))]
+    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back at once
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"  memory child ({which}) failed: {done.stderr.strip().splitlines()[-1:]}")
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
 def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
@@ -241,35 +234,24 @@ def _median_time(fn, *args, repeats: int = 3, **kwargs) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    if ARGS.memory_child:
-        memory_child(ARGS.memory_child)
-        return
-    rng = np.random.default_rng(0)
-    model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
-    x, y = make_inputs(rng)
-    gflop = 2 * sum(r.mult_adds for r in model.rows) * ARGS.batch / 1e9
+def compare(label: str, size: int, filters: int, batch: int, torch_ok: bool) -> UNet:
+    """predict and training-step medians, numpy-unet and PyTorch alternating run by run."""
+    model = UNet((size, size, 1), filters=filters, seed=0)
+    x, y = make_inputs(np.random.default_rng(0), batch, size)
+    gflop = 2 * sum(r.mult_adds for r in model.rows) * batch / 1e9
     print(
-        f"numpy {np.__version__}; {ARGS.threads} threads; UNet filters {ARGS.filters}, "
-        f"{model.count_params():,} parameters; input {ARGS.batch}x{ARGS.size}x{ARGS.size}x1 "
-        f"float32; forward {gflop:.1f} GFLOP; median of {ARGS.repeats} after 1 warm-up"
+        f"\n{label}: filters {filters}, {model.count_params():,} parameters; input "
+        f"{batch}x{size}x{size}x1 float32; forward {gflop:.2f} GFLOP"
     )
-
     runs = {
-        "numpy predict": lambda: model.predict(x, batch_size=ARGS.batch),
+        "numpy predict": lambda: model.predict(x, batch_size=batch),
         "numpy step": lambda: numpy_step(model, x, y),
     }
-    torch_ok = have_torch()
     if torch_ok:
-        import torch
-
         t_predict, t_step = torch_runner(model, x, y)
         runs |= {"torch predict": t_predict, "torch step": t_step}
         diff = np.abs(model.predict(x) - t_predict()).max()
-        print(f"PyTorch {torch.__version__}: max |numpy - torch| prediction difference {diff:.2e}")
-    else:
-        print("PyTorch not installed (pip install torch==2.13.0): numpy-unet only")
-
+        print(f"max |numpy - torch| prediction difference {diff:.2e}")
     times: dict[str, list[float]] = {name: [] for name in runs}
     for fn in runs.values():
         fn()  # warm-up
@@ -279,12 +261,9 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-
-    print(f"\n{'':16}{'numpy-unet':>14}{'PyTorch':>14}{'numpy/torch':>14}{'numpy GFLOP/s':>16}")
-    for what, flop in (("predict", gflop), ("training step", 3 * gflop)):
-        key = "predict" if what == "predict" else "step"
-        n = med[f"numpy {key}"]
-        t = med.get(f"torch {key}")
+    print(f"{'':16}{'numpy-unet':>14}{'PyTorch':>14}{'numpy/torch':>14}{'numpy GFLOP/s':>16}")
+    for what, key, flop in (("predict", "predict", gflop), ("training step", "step", 3 * gflop)):
+        n, t = med[f"numpy {key}"], med.get(f"torch {key}")
         cells = [
             f"{n * 1e3:>12.0f}ms",
             f"{t * 1e3:>12.0f}ms" if t else f"{'-':>14}",
@@ -292,18 +271,36 @@ def main() -> None:
             f"{flop / n:>16.1f}",
         ]
         print(f"{what:16}" + "".join(cells))
+    return model
+
+
+def main() -> None:
+    if ARGS.memory_child:
+        memory_child(ARGS.memory_child)
+        return
+    torch_ok = have_torch()
+    print(
+        f"numpy {np.__version__}; {ARGS.threads} threads; medians of {ARGS.repeats} after 1 warm-up"
+    )
+    if torch_ok:
+        import torch
+
+        print(f"PyTorch {torch.__version__}, run alternately in the same process")
+    else:
+        print("PyTorch not installed (pip install torch==2.13.0): numpy-unet only")
+    label = "the seed's UNet" if ARGS.filters == 64 else "UNet"
+    model = compare(label, ARGS.size, ARGS.filters, ARGS.batch, torch_ok)
+    x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
 
     mem = {w: measure_memory(w) for w in (["numpy", "torch"] if torch_ok else ["numpy"])}
-    print("\npeak memory of one training step, above the memory in use before it:")
-    for which, m in mem.items():
-        if m:
-            print(
-                f"  {which:6} {m['peak_mb'] - m['base_mb']:8.0f} MB  "
-                f"(process peak {m['peak_mb']:.0f} MB)"
-            )
-    if torch_ok and mem.get("numpy") and mem.get("torch"):
-        rise = {w: m["peak_mb"] - m["base_mb"] for w, m in mem.items()}
-        print(f"  ratio numpy/torch {rise['numpy'] / rise['torch']:.2f}")
+    print("peak memory of a training step (weights, gradients, activations):")
+    for which, peak in mem.items():
+        if peak is not None:
+            print(f"  {which:6} {peak:8.0f} MB")
+    if mem.get("numpy") and mem.get("torch"):
+        print(f"  ratio numpy/torch {mem['numpy'] / mem['torch']:.2f}")
+    if not ARGS.quick:
+        compare("the demo's UNet (numpy-unet demo)", 128, 8, 4, torch_ok)
     if ARGS.layers:
         layer_table(model, x, y)
     if ARGS.scaling:

@@ -203,6 +203,10 @@ class UNet:
             )
         )
         self.rows = self.build(self.config["input_shape"])  # creates every parameter
+        for layer in self.layers:  # backward frees each activation once it is used
+            for part in (layer, getattr(layer, "activation", None)):
+                if part is not None:
+                    part.retain_cache = False
 
     @classmethod
     def paper(cls, **options: object) -> UNet:
@@ -423,7 +427,9 @@ class UNet:
             raise ValueError(f"UNet.predict: batch_size must be positive, got {batch_size}")
         outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         for layer in self.layers:  # inference keeps nothing for a backward pass
-            layer._cache = None
+            for part in (layer, getattr(layer, "activation", None)):
+                if part is not None:
+                    part._cache = None
         return np.concatenate(outputs)
 
     def _check_input(self, x: object) -> np.ndarray:

@@ -268,3 +268,21 @@ def test_set_weights_refuses_a_wrong_list_and_leaves_the_model_unchanged():
         model.set_weights(wrong_shape)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)  # nothing was half-applied
+
+
+def test_backward_frees_every_cache_but_a_standalone_layer_keeps_its_own():
+    # A UNet's layers free what forward kept as soon as backward has used it (PyTorch's
+    # retain_graph=False), which lowers a training step's peak memory; a layer on its own
+    # keeps its cache so that backward can be called again with another dy.
+    model = UNet((16, 16, 1), filters=2, dtype="float64", seed=0)
+    x = np.random.default_rng(0).random((1, 16, 16, 1))
+    y = model.forward(x, training=True)
+    model.backward(np.ones_like(y))
+    parts = [model.layers, [getattr(layer, "activation", None) for layer in model.layers]]
+    assert all(p._cache is None for group in parts for p in group if p is not None)
+    with pytest.raises(RuntimeError, match="twice after one forward"):
+        model.backward(np.ones_like(y))
+    conv = Conv2D(3, 3, activation="relu", padding="same")
+    z = conv.forward(x)
+    first = conv.backward(np.ones_like(z))
+    np.testing.assert_array_equal(conv.backward(np.ones_like(z)), first)

@@ -64,6 +64,10 @@ class Layer:
         self._out_shape: tuple = ()  # shape of the last forward's output
         # False for an activation inside a Conv2D: the conv has checked its own input
         self.check_finite = True
+        # True: backward may be called again (with another dy) after one forward. A UNet
+        # sets False on its layers, like PyTorch's retain_graph=False: each backward then
+        # frees what its forward kept, so a step's activations go as soon as they can.
+        self.retain_cache = True
 
     # -- the protocol -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -174,10 +178,20 @@ class Layer:
         self._out_shape = y.shape
         return y
 
+    def _take_cache(self) -> tuple:
+        """What forward kept for backward; forgotten here unless ``retain_cache``."""
+        cache = self._cache
+        if not self.retain_cache:
+            self._cache = None
+        return cache
+
     def _check_backward(self, dy: object) -> np.ndarray:
         """``dy`` must come after a forward and have the shape of that forward's output."""
         if self._cache is None:
-            raise RuntimeError(f"{self.describe()}: backward() called before forward()")
+            raise RuntimeError(
+                f"{self.describe()}: backward() called before forward(), or twice after one "
+                "forward() with retain_cache=False (as in a UNet): run forward() again"
+            )
         dy = np.asarray(dy)
         if dy.shape != self._out_shape:
             raise ValueError(

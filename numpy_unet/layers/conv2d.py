@@ -135,11 +135,14 @@ class Conv2D(Layer):
         if self.use_bias:
             z += self.params["bias"]
         y = z if self.activation is None else self.activation.forward(z)
-        return self._remember(y, xp, x.shape)
+        # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
+        # the conv adds nothing to a step's memory; backward pads it again (one copy)
+        return self._remember(y, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        xp, x_shape = self._cache
+        (x,) = self._take_cache()
+        xp, x_shape = pad_same(x, *self.kernel_size, self.padding), x.shape  # (N, Hp, Wp, Cin)
         # >>> exercise conv2d_backward: `numpy-unet exercises` cuts out this block
         dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
         dz = dz.astype(self.dtype, copy=False)

@@ -115,7 +115,7 @@ class Conv2DTranspose(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        x, kmat, (hf, wf), (top, left) = self._cache
+        x, kmat, (hf, wf), (top, left) = self._take_cache()
         # >>> exercise conv2d_transpose_backward: `numpy-unet exercises` cuts out this block
         n, h, w, cin = x.shape
         (kh, kw), (sh, sw), f = self.kernel_size, self.strides, self.filters

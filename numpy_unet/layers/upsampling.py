@@ -53,7 +53,7 @@ class UpSampling2D(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        (n, h, w, c), (sh, sw) = self._cache[0], self.size
+        (n, h, w, c), (sh, sw) = self._take_cache()[0], self.size
         # >>> exercise upsampling_backward: `numpy-unet exercises` cuts out this block
         blocks = dy.reshape(n, h, sh, w, sw, c)  # a view: block (h, w) is [:, h, :, w, :, :]
         return blocks.sum(axis=(2, 4))  # (N, H, W, C)
