@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .unet import UNet
 
 
 def fresh_dir(path: str | Path) -> Path:
@@ -96,24 +100,55 @@ def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     return load_folder(args.data, size=args.size)
 
 
+def _covering_tile(size: int, depth: int) -> int:
+    """The smallest input tile of the paper's network whose output covers ``size`` pixels."""
+    from .sizes import _lengths
+
+    tile = size
+    while (_lengths(tile, depth, "valid", "transpose", False) or 0) < size:
+        tile += 1
+    return tile
+
+
 def _train(args: argparse.Namespace) -> int:
     from .data import Augmenter
     from .metrics import evaluate
     from .optimizers import SGD, Adam
+    from .paper import paper_recipe, weight_maps
     from .plotting import plot_history, plot_predictions
+    from .tiling import predict_tiled
     from .unet import UNet
 
     x, y = _load_data(args)
-    out = Path(args.out) if args.resume else fresh_dir(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = UNet((args.size, args.size, x.shape[-1]), **_model_options(args))
-    optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr, momentum=0.99)
-    model.compile(optimizer=optimizer, loss="binary_crossentropy")
     n_val = max(1, int(round(len(x) * args.val_split)))
     x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
-    augment = Augmenter(seed=args.seed) if args.augment else None
+    if args.recipe == "paper":  # valid convs, weight maps, SGD 0.99, tiles, elastic
+        tile = args.tile or _covering_tile(args.size, args.depth)
+        model = UNet.paper(
+            input_shape=(tile, tile, x.shape[-1]),
+            filters=args.filters,
+            depth=args.depth,
+            dropout=args.dropout,
+            seed=args.seed,
+        )
+        options = paper_recipe(model, y_train, learning_rate=args.lr or 0.003, seed=args.seed)
+        if not args.augment:
+            options["augment"] = None
+        validation = (x_val, y_val, weight_maps(y_val))  # the same weighted loss
+        what = f"the paper's UNet (input tile {tile})"
+    else:
+        model = UNet((args.size, args.size, x.shape[-1]), **_model_options(args))
+        lr = args.lr or 1e-3
+        optimizer = Adam(lr) if args.optimizer == "adam" else SGD(lr, momentum=0.99)
+        model.compile(optimizer=optimizer, loss="binary_crossentropy")
+        augment = Augmenter(seed=args.seed) if args.augment else None
+        options = dict(batch_size=args.batch_size, augment=augment, seed=args.seed)
+        validation = (x_val, y_val)
+        what = "a UNet"
+    out = Path(args.out) if args.resume else fresh_dir(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     print(
-        f"Training a UNet (filters {args.filters}, depth {args.depth}, "
+        f"Training {what} (filters {args.filters}, depth {args.depth}, "
         f"{model.count_params():,} parameters) on {len(x_train)} images of "
         f"{args.size}x{args.size}, validating on {len(x_val)}; writing to {out}"
     )
@@ -121,21 +156,22 @@ def _train(args: argparse.Namespace) -> int:
         history = model.fit(
             x_train,
             y_train,
-            batch_size=args.batch_size,
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
-            validation_data=(x_val, y_val),
-            augment=augment,
-            seed=args.seed,
+            validation_data=validation,
             checkpoint_dir=out,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
+            **options,
         )
     except KeyboardInterrupt as stop:
         print(f"\n{stop}. Continue with the same command plus --resume --out {out}")
         return 130
     model.load_weights(out / "best_weights.npz")
-    probs = model.predict(x_val, batch_size=args.batch_size)
+    if args.recipe == "paper":  # whole images, tile by tile; P(cell) is softmax class 1
+        probs = predict_tiled(model, x_val, tile=options["tile"])[..., 1:2]
+    else:
+        probs = model.predict(x_val, batch_size=args.batch_size)
     scores = evaluate(probs, y_val)
     (out / "history.json").write_text(json.dumps(history.history, indent=1))
     (out / "metrics.json").write_text(json.dumps(scores, indent=1))
@@ -149,10 +185,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
+    """Raise, suggesting --tile, unless the model takes the (H, W, C) image whole."""
+    from .sizes import check_input_size, output_length
+
+    try:
+        check_input_size(model, hwc)
+    except ValueError as err:
+        if all(output_length(model, n) for n in hwc[:2]):
+            raise  # the channels are wrong: tiling would not help
+        raise ValueError(
+            f"numpy-unet predict: {path} is {hwc[0]}x{hwc[1]}: {err} Or pass --tile N to "
+            f"predict it tile by tile, any size (N: an input size the model accepts, e.g. "
+            f"{model.config['input_shape'][0]}, the size it was built for)."
+        ) from err
+
+
 def _predict(args: argparse.Namespace) -> int:
     from matplotlib.image import imsave
 
     from .data import read_image
+    from .tiling import predict_tiled
     from .weights import load_model
 
     model = load_model(args.weights)
@@ -179,9 +232,16 @@ def _predict(args: argparse.Namespace) -> int:
             f"numpy-unet predict: {existing[0]} exists (and "
             f"{len(existing) - 1} more); pass --overwrite to replace them"
         )
+    if args.tile is None:  # check every size before writing anything
+        for p in paths:
+            _check_whole_image(model, (*read_image(p).shape, 1), p)
     for p, (prob_path, mask_path) in targets.items():
-        image = read_image(p)[None, :, :, None].astype(model.dtype)  # (1, H, W, 1)
-        prob = model.predict(image)[0, :, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
+        image = read_image(p)[:, :, None].astype(model.dtype)  # (H, W, 1)
+        if args.tile is not None:  # overlap-tile: any image size, output the image's size
+            probs = predict_tiled(model, image, tile=args.tile)
+        else:
+            probs = model.predict(image[None])[0]  # (Ho, Wo, K)
+        prob = probs[:, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
         imsave(prob_path, prob, cmap="gray", vmin=0, vmax=1)
         imsave(mask_path, (prob >= args.threshold).astype(np.float32), cmap="gray", vmin=0, vmax=1)
         print(f"{p} -> {prob_path}, {mask_path}")
@@ -250,8 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument(
+        "--recipe",
+        choices=["seed", "paper"],
+        default="seed",
+        help="seed: 'same' UNet, Adam, binary cross-entropy (the blog's); paper: UNet.paper, "
+        "weighted cross-entropy with weight maps, SGD momentum 0.99, one tile per step, "
+        "elastic deformation (Ronneberger et al. 2015)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="paper recipe: the network's input tile (default: the smallest whose output "
+        "covers a whole image)",
+    )
+    p.add_argument("--lr", type=float, default=None, help="learning rate (1e-3; paper: 0.003)")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="seed recipe")
     p.add_argument("--val-split", type=float, default=0.2)
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between saves")
@@ -265,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="predict tile by tile with mirrored context (the U-Net paper's overlap-tile), "
+        "so any image size works; N is the network's input tile, e.g. 572 for the paper's",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("summary", help="print a UNet's layers, shapes and parameters")

@@ -35,12 +35,15 @@ def diagnose_predictions(
     if spread > 0.05 and 0.005 < cells_pred < 0.995:
         return None
     what = "all cells" if cells_pred >= 0.995 else "all membrane" if cells_pred <= 0.005 else "flat"
+    stuck = "everything is membrane" if what == "all membrane" else "everything is a cell"
+    hint = " (with a weighted loss like the paper's, membranes outweigh cells at first)"
+    hint = hint if what == "all membrane" else ""
     lines = [
         f"Warning: the predictions are nearly constant ({what}: 98% of the probabilities lie "
         f"within {spread:.3f}; {100 * cells_pred:.1f}% predicted cells vs "
         f"{100 * cells_true:.1f}% in the masks). Usual causes:",
-        "  - training has not yet left the 'everything is a cell' solution: train longer, or "
-        "check the learning rate;",
+        f"  - training has not yet left the '{stuck}' solution: train longer, or check the "
+        f"learning rate{hint};",
         "  - probability maps viewed without thresholding look gray: compare probs >= 0.5;",
     ]
     head = getattr(model, "head", [])

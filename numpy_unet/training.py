@@ -27,6 +27,7 @@ from .diagnostics import diagnose_predictions
 from .layers import Dropout
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss, Loss
 from .optimizers import Optimizer, get_optimizer
+from .tiling import predict_tiled, sample_tiles, tile_layout
 
 LOSSES = {
     "binary_crossentropy": BinaryCrossentropy,
@@ -67,36 +68,69 @@ def loss_targets(loss: Loss, y: np.ndarray) -> np.ndarray:
     return y
 
 
+def loss_value(loss: Loss, y_pred: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> float:
+    """The loss of a batch, with the per-pixel weights ``w`` (N, H, W) if there are any."""
+    if w is None:
+        return loss.forward(y_pred, loss_targets(loss, y))
+    return loss.forward(y_pred, loss_targets(loss, y), w)  # the paper's weighted loss
+
+
 def train_step(
-    model: object, optimizer: Optimizer, loss: Loss, x: np.ndarray, y: np.ndarray
+    model: object,
+    optimizer: Optimizer,
+    loss: Loss,
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """One step of gradient descent on one batch; returns the loss and the predictions."""
     y_pred = model.forward(x, training=True)
-    value = loss.forward(y_pred, loss_targets(loss, y))
+    value = loss_value(loss, y_pred, y, w)
     model.backward(loss.backward())
     optimizer.step(model)
     return value, y_pred
 
 
 def evaluate(
-    model: object, loss: Loss, x: np.ndarray, y: np.ndarray, metrics: list[str], batch_size: int
+    model: object,
+    loss: Loss,
+    x: np.ndarray,
+    y: np.ndarray,
+    metrics: list[str],
+    batch_size: int,
+    w: np.ndarray | None = None,
+    tile: int | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Loss and metrics on (x, y) in inference mode; also returns the predictions."""
-    y_pred = model.predict(x, batch_size=batch_size)
-    logs = {"loss": loss.forward(y_pred, loss_targets(loss, y))}
+    """Loss and metrics on (x, y) in inference mode; also returns the predictions.
+
+    With ``tile``, the images are predicted whole, tile by tile (``predict_tiled``).
+    """
+    if tile is None:
+        y_pred = model.predict(x, batch_size=batch_size)
+    else:
+        y_pred = predict_tiled(model, x, tile=tile, batch_size=batch_size)
+    logs = {"loss": loss_value(loss, y_pred, y, w)}
     for name in metrics:
         logs[name] = METRICS[name](foreground(y_pred), y)
     return logs, y_pred
 
 
-def _check_data(model: object, x: np.ndarray, y: np.ndarray, where: str) -> None:
+def _check_data(
+    model: object, x: np.ndarray, y: np.ndarray, where: str, tile: int | None = None
+) -> None:
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"{where}: x and y must be (N, H, W, C) arrays with the same N, got "
             f"x {x.shape} and y {y.shape}"
         )
-    out = model.compute_output_shape(x.shape)
-    if y.shape[:3] != out[:3]:
+    if tile is not None:  # whole images and masks; the network sees tiles of them
+        if y.shape[:3] != x.shape[:3]:
+            raise ValueError(
+                f"{where}: with tile={tile}, masks must have the images' height and width "
+                f"(the tiles are cut from both), got x {x.shape} and y {y.shape}"
+            )
+        tile_layout(model, x.shape, tile)  # the network must accept the tile
+    elif y.shape[:3] != (out := model.compute_output_shape(x.shape))[:3]:
         raise ValueError(
             f"{where}: the model maps x {x.shape} to {out}, but y has shape "
             f"{y.shape}; masks must match the output's height and width"
@@ -112,6 +146,39 @@ def _check_data(model: object, x: np.ndarray, y: np.ndarray, where: str) -> None
             "x / 255 to lie in [0, 1]",
             file=sys.stderr,
         )
+
+
+def _check_weights(w: object, y: np.ndarray, loss: Loss, where: str) -> np.ndarray | None:
+    """Per-pixel weights: None, or finite, non-negative, (N, H, W) like the masks."""
+    if w is None:
+        return None
+    if not isinstance(loss, CategoricalCrossentropy):
+        raise ValueError(
+            f"{where}: sample_weight (a weight per pixel, e.g. the paper's weight map) needs "
+            f"loss='categorical_crossentropy', not {type(loss).__name__}"
+        )
+    w = np.asarray(w, dtype=y.dtype)
+    if w.ndim == 4 and w.shape[-1] == 1:
+        w = w[..., 0]
+    if w.shape != y.shape[:3]:
+        raise ValueError(
+            f"{where}: sample_weight must have shape {y.shape[:3]} (one weight per mask "
+            f"pixel), got {w.shape}"
+        )
+    if not np.isfinite(w).all() or w.min() < 0:
+        raise ValueError(f"{where}: sample_weight must be finite and >= 0")
+    return w
+
+
+def _augment(
+    augment: object, x: np.ndarray, y: np.ndarray, w: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Augment images and masks; weight maps ride along as an extra image channel, so they
+    get the very same warp (interpolated like the image, so clipped at 0 after)."""
+    if w is None:
+        return (*augment(x, y), None)
+    xw, y = augment(np.concatenate([x, w[..., None]], axis=-1), y)  # (B, H, W, C + 1)
+    return xw[..., :-1], y, np.maximum(xw[..., -1], 0)
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -155,6 +222,8 @@ def fit(
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     validation_split: float = 0.0,
     augment: object | None = None,
+    sample_weight: np.ndarray | None = None,
+    tile: int | None = None,
     shuffle: bool = True,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
@@ -175,10 +244,17 @@ def fit(
                 f"no validation data out of {len(x)} samples"
             )
         x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-    _check_data(model, x, y, "fit")
-    if validation_data is not None:
-        validation_data = tuple(np.asarray(a, dtype=model.dtype) for a in validation_data)
-        _check_data(model, *validation_data, "fit (validation_data)")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)
+            validation_data += (sample_weight[cut:],)
+            sample_weight = sample_weight[:cut]
+    _check_data(model, x, y, "fit", tile)
+    weights = _check_weights(sample_weight, y, loss, "fit")
+    if validation_data is not None:  # (x_val, y_val) or (x_val, y_val, sample_weight_val)
+        x_val, y_val = (np.asarray(a, dtype=model.dtype) for a in validation_data[:2])
+        _check_data(model, x_val, y_val, "fit (validation_data)", tile)
+        w_val = validation_data[2] if len(validation_data) > 2 else None
+        validation_data = (x_val, y_val, _check_weights(w_val, y_val, loss, "fit (validation)"))
     n = len(x)
     steps = int(steps_per_epoch) if steps_per_epoch else -(-n // batch_size)
     generators = [layer.rng for layer in model.layers if isinstance(layer, Dropout)]
@@ -189,7 +265,8 @@ def fit(
         "steps_per_epoch": steps,
         "seed": seed,
         "shuffle": shuffle,
-        "data": _fingerprint(x, y),
+        "tile": tile,
+        "data": _fingerprint(x, y, *([] if weights is None else [weights])),
     }
     state = {
         "epoch": 0,
@@ -235,9 +312,13 @@ def fit(
             for step in range(state["step"], steps):
                 idx = order[step * batch_size : (step + 1) * batch_size]
                 xb, yb = x[idx], y[idx]  # (B, H, W, C), (B, H, W, 1)
+                wb = None if weights is None else weights[idx]  # (B, H, W)
                 if augment is not None:
-                    xb, yb = augment(xb, yb)
-                value, y_pred = train_step(model, optimizer, loss, xb, yb)
+                    xb, yb, wb = _augment(augment, xb, yb, wb)
+                if tile is not None:  # a random tile of each image, drawn from (seed, epoch, step)
+                    tiles_rng = np.random.default_rng([seed, epoch, step])
+                    xb, yb, wb = sample_tiles(model, xb, yb, wb, tile, tiles_rng)
+                value, y_pred = train_step(model, optimizer, loss, xb, yb, wb)
                 sums["loss"] = sums.get("loss", 0.0) + value
                 for name in metric_names:
                     sums[name] = sums.get(name, 0.0) + METRICS[name](foreground(y_pred), yb)
@@ -258,8 +339,9 @@ def fit(
                     )
             logs = {k: v / steps for k, v in sums.items()}
             if validation_data is not None:
+                x_val, y_val, w_val = validation_data
                 val_logs, val_pred = evaluate(
-                    model, loss, *validation_data, metric_names, batch_size
+                    model, loss, x_val, y_val, metric_names, batch_size, w_val, tile
                 )
                 logs |= {f"val_{k}": v for k, v in val_logs.items()}
             logs["time"] = time.perf_counter() - t0

@@ -410,11 +410,16 @@ class UNet:
 
         Options (Keras's names where Keras has them): ``batch_size`` (2), ``epochs`` (1),
         ``steps_per_epoch`` (one pass over x by default), ``validation_data`` or
-        ``validation_split``, ``augment`` (an ``Augmenter``), ``shuffle``, ``seed`` (batch
-        order), ``checkpoint_dir`` (best and last weights, optimizer and random states,
-        written atomically), ``checkpoint_every`` (steps), ``resume`` (continue the run in
-        checkpoint_dir exactly where it stopped) and ``verbose`` (0, 1 or 2). Ctrl-C with a
-        checkpoint_dir finishes the current step, saves, and raises KeyboardInterrupt.
+        ``validation_split``, ``augment`` (an ``Augmenter``, ``ElasticDeformation`` or a
+        ``Compose`` of them), ``sample_weight`` ((N, Ho, Wo) per-pixel weights for a weighted
+        cross-entropy, e.g. the paper's weight maps), ``tile`` (train on one random tile of
+        this input size per image, its context mirrored at the border; x and y are then whole
+        images, and validation predicts them tile by tile), ``shuffle``, ``seed`` (batch
+        order and tile positions), ``checkpoint_dir`` (best and last weights, optimizer and
+        random states, written atomically), ``checkpoint_every`` (steps), ``resume``
+        (continue the run in checkpoint_dir exactly where it stopped) and ``verbose`` (0, 1
+        or 2). Ctrl-C with a checkpoint_dir finishes the current step, saves, and raises
+        KeyboardInterrupt.
         Returns a ``History``; ``history.history`` maps "loss", "val_dice", ... to lists.
         """
         return _training.fit(self, x, y, **options)

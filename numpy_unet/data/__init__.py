@@ -1,18 +1,25 @@
 """Data: generated membranes (the default), real EM images from folders, augmentation."""
 
 from .augment import Augmenter, augment_batch
+from .elastic import Compose, ElasticDeformation, elastic_deform
 from .loading import load_folder, read_image
 from .resize import resize
 from .synthetic import synthetic_membranes
 from .tiff import read_tiff_stack, write_tiff_stack
+from .weight_map import weight_map, weight_map_bruteforce
 
 __all__ = [
     "Augmenter",
+    "Compose",
+    "ElasticDeformation",
     "augment_batch",
+    "elastic_deform",
     "load_folder",
     "read_image",
     "read_tiff_stack",
     "resize",
     "synthetic_membranes",
+    "weight_map",
+    "weight_map_bruteforce",
     "write_tiff_stack",
 ]
