@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .data.synthetic import reflect_index
 from .sizes import nearest_valid, output_length
 
 if TYPE_CHECKING:
@@ -72,12 +73,7 @@ def mirror_indices(start: int, stop: int, n: int) -> np.ndarray:
     ``np.pad(mode='reflect')`` does, as often as needed: with n = 3, positions -3 .. 5 give
     1 2 1 0 1 2 1 0 1. A length-1 axis gives 0 everywhere.
     """
-    i = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(i)
-    period = 2 * (n - 1)  # 0 1 ... n-1 n-2 ... 1, then again
-    i = np.mod(i, period)
-    return np.where(i < n, i, period - i)
+    return reflect_index(np.arange(start, stop), n)  # the rule the data generator uses too
 
 
 def _pair(value: int | tuple[int, int], name: str, where: str) -> tuple[int, int]:

@@ -129,7 +129,10 @@ def _check_data(
                 f"{where}: with tile={tile}, masks must have the images' height and width "
                 f"(the tiles are cut from both), got x {x.shape} and y {y.shape}"
             )
-        tile_layout(model, x.shape, tile)  # the network must accept the tile
+        try:
+            tile_layout(model, x.shape, tile)  # the network must accept the tile
+        except ValueError as err:  # the same message, naming fit rather than tile_layout
+            raise ValueError(str(err).replace("tile_layout", where, 1)) from None
     elif y.shape[:3] != (out := model.compute_output_shape(x.shape))[:3]:
         raise ValueError(
             f"{where}: the model maps x {x.shape} to {out}, but y has shape "

@@ -92,7 +92,7 @@ def test_paper_recipe_and_fit_reject_what_does_not_fit():
     options = paper_recipe(model, y)
     with pytest.raises(ValueError, match="sample_weight must have shape"):
         model.fit(x, y, verbose=0, **(options | {"sample_weight": np.ones((2, 39, 40))}))
-    with pytest.raises(ValueError, match="nearest valid tile sizes: 44"):
+    with pytest.raises(ValueError, match="fit: tile 45 .* nearest valid tile sizes: 44"):
         model.fit(x, y, verbose=0, **(options | {"tile": 45}))
     with pytest.raises(ValueError, match="masks must have the images' height and width"):
         model.fit(x, y[:, :30], verbose=0, **(options | {"sample_weight": None}))

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import _reflect
+from .synthetic import reflect_index
 
 __all__ = [
     "Compose",
@@ -146,9 +146,9 @@ def _resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, cubic: bool) ->
     r0, c0 = r0.astype(int), c0.astype(int)
     out = np.zeros(rows.shape + x.shape[2:])
     for i, di in enumerate(offsets):
-        ri = _reflect(r0 + di, h)
+        ri = reflect_index(r0 + di, h)
         for j, dj in enumerate(offsets):
-            out += (wr[i] * wc[j])[..., None] * x[ri, _reflect(c0 + dj, w)]
+            out += (wr[i] * wc[j])[..., None] * x[ri, reflect_index(c0 + dj, w)]
     return out
 
 

@@ -35,7 +35,7 @@ import numpy as np
 # -- Gaussian blur, written out -----------------------------------------------------------------
 
 
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     """Fold indices into ``[0, n)`` by mirror reflection about the edge pixels.
 
     ``-1 -> 1``, ``-2 -> 2``, ``n -> n - 2``: the same as ``np.pad(mode="reflect")``, repeated
@@ -74,7 +74,7 @@ def gaussian_matrix(n: int, sigma: float) -> np.ndarray:
     weights = np.exp(-0.5 * (taps / sigma) ** 2)
     weights /= weights.sum()
     rows = np.repeat(np.arange(n), taps.size)  # output sample i, once per tap
-    cols = _reflect(rows + np.tile(taps, n), n)  # the input sample that tap reads
+    cols = reflect_index(rows + np.tile(taps, n), n)  # the input sample that tap reads
     # sum the weights into matrix[rows, cols] (reflected taps can land on the same entry)
     matrix = np.bincount(rows * n + cols, np.tile(weights, n), minlength=n * n)
     matrix = matrix.reshape(n, n)
