@@ -12,10 +12,12 @@ What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
 - peak memory of one training step: each framework runs in a fresh subprocess, takes one
   step, resets the kernel's peak-RSS counter (/proc/self/clear_refs), takes a second step and
   reports the peak RSS above the memory in use right after its imports (so weights,
-  gradients and the step's activations count, the frameworks' own code does not). Both
-  children run with ``MALLOC_MMAP_THRESHOLD_=65536``, so that glibc hands large freed
-  blocks back to the kernel at once: otherwise the allocator's pool of freed memory hides
-  part of what a step allocates.
+  gradients and the step's activations count, the frameworks' own code does not). For the
+  comparison both children return freed memory to the kernel at once (glibc's mmap and
+  trim thresholds at 64-128 KB, and ``keep_freed_memory(False)`` after building the model,
+  which would otherwise set numpy_unet.allocator's settings in both processes): the peak
+  is then the memory really in use. A third child reports numpy-unet as it runs, keeping
+  freed memory for reuse (numpy_unet/allocator.py).
 
 Run from the repository root::
 
@@ -54,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also time predict and a step over sizes 64-512 and batches 1-4",
     )
-    p.add_argument("--memory-child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--memory-child", choices=["numpy", "torch", "numpy-kept"], help=argparse.SUPPRESS
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.filters, args.repeats = 64, 8, 2
@@ -70,6 +74,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
+from numpy_unet.allocator import keep_freed_memory  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
 
 
@@ -132,8 +137,10 @@ def memory_child(which: str) -> None:
         import torch  # noqa: F401  (imported before the baseline, like numpy)
     base = rss_mb("VmRSS")
     model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
+    if which != "numpy-kept":
+        keep_freed_memory(False)  # UNet() has just asked glibc to keep freed memory: undo
     x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
-    if which == "numpy":
+    if which != "torch":
         step = lambda: numpy_step(model, x, y)  # noqa: E731
     else:
         _, step = torch_runner(model, x, y)
@@ -149,7 +156,9 @@ def measure_memory(which: str) -> float | None:
     cmd = [sys.executable, __file__, "--memory-child", which]
     for option in ("size", "batch", "filters", "threads"):
         cmd += [f"--{option}", str(getattr(ARGS, option))]
-    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back at once
+    env = dict(os.environ)
+    if which != "numpy-kept":
+        env |= {"MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back at once
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"  memory child ({which}) failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -293,12 +302,15 @@ def main() -> None:
     x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
 
     mem = {w: measure_memory(w) for w in (["numpy", "torch"] if torch_ok else ["numpy"])}
-    print("peak memory of a training step (weights, gradients, activations):")
+    print("peak memory of a training step (weights, gradients, activations), in use:")
     for which, peak in mem.items():
         if peak is not None:
             print(f"  {which:6} {peak:8.0f} MB")
     if mem.get("numpy") and mem.get("torch"):
         print(f"  ratio numpy/torch {mem['numpy'] / mem['torch']:.2f}")
+    kept = measure_memory("numpy-kept")
+    if kept is not None:
+        print(f"  numpy as it runs, freed memory kept for reuse: {kept:.0f} MB")
     if not ARGS.quick:
         compare("the demo's UNet (numpy-unet demo)", 128, 8, 4, torch_ok)
     if ARGS.layers:

@@ -35,7 +35,7 @@ TASKS = {
     "conv2d_transpose_backward": "Conv2DTranspose.backward (layers/conv2d_transpose.py): "
     "gather each kernel offset's strided slice of the output gradient.",
     "maxpool_backward": "MaxPooling2D.backward (layers/pooling.py): route each window's "
-    "gradient to its first maximum (the cached argmax).",
+    "gradient to its first maximum (found again from the cached input and output).",
     "upsampling_backward": "UpSampling2D.backward (layers/upsampling.py): sum each block.",
     "concatenate_backward": "Concatenate.backward (layers/concatenate.py): one slice per input.",
     "cropping_backward": "Cropping2D.backward (layers/cropping.py): zeros where cropped.",

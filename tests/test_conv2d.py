@@ -55,6 +55,35 @@ def test_conv_gradcheck(k, padding, hw, activation, algorithm, rng):
     assert [c.name for c in report.checks] == ["input", "'kernel'", "'bias'"]
 
 
+@pytest.mark.parametrize("block", [3, 16])
+@pytest.mark.parametrize(("cin", "filters"), [(2, 5), (5, 2), (3, 3)])
+@pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS[::3])
+def test_shifted_blocks_and_column_stacks_equal_loops(block, cin, filters, k, padding, hw, rng):
+    # small blocks send these small shapes through every path of conv_shifted: several
+    # blocks and a last, shorter one; column stacks when Cin <= filters, plain products else
+    import numpy_unet.layers.conv_shifted as conv_shifted
+
+    x = rng.standard_normal((2, *hw, cin))
+    conv = Conv2D(filters, k, padding=padding, dtype="float64", seed=3, algorithm="shifted")
+    conv.build(x.shape)
+    conv.params["bias"] = rng.standard_normal(filters)
+    dy = rng.standard_normal(conv.compute_output_shape(x.shape))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_shifted, "BLOCK", block)
+        y = conv.forward(x)
+        dx = conv.backward(dy)
+        kernel, bias = conv.params["kernel"], conv.params["bias"]
+        np.testing.assert_allclose(
+            y, conv2d_forward_loops(x, kernel, bias, padding), rtol=1e-12, atol=1e-12
+        )
+        dx_ref, dk_ref, db_ref = conv2d_backward_loops(x, kernel, dy, padding)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(conv.grads["kernel"], dk_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(conv.grads["bias"], db_ref, rtol=1e-12, atol=1e-12)
+        report = gradcheck(conv, x)
+    assert report.passed and report.max_rel_error < 1e-6
+
+
 def test_conv_without_bias_gradcheck(rng):
     conv = Conv2D(2, 3, padding="same", use_bias=False, dtype="float64")
     report = gradcheck(conv, rng.standard_normal((1, 5, 4, 2)))
@@ -149,6 +178,8 @@ def test_auto_algorithm_choice_gives_the_same_numbers(rng):
     x = rng.standard_normal((1, 32, 32, 16)).astype(np.float32)
     auto = Conv2D(8, 3, padding="same", seed=0)
     assert auto._shifted(x.shape) and not auto._shifted((1, 32, 32, 1))
+    wide = Conv2D(32, 3, padding="same")  # C <= F on a small image: im2col
+    assert not wide._shifted((1, 16, 16, 16)) and wide._shifted((1, 64, 64, 16))
     ref = Conv2D(8, 3, padding="same", seed=0, algorithm="im2col")
     np.testing.assert_allclose(auto.forward(x), ref.forward(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="algorithm must be one of"):

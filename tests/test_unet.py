@@ -286,3 +286,17 @@ def test_backward_frees_every_cache_but_a_standalone_layer_keeps_its_own():
     z = conv.forward(x)
     first = conv.backward(np.ones_like(z))
     np.testing.assert_array_equal(conv.backward(np.ones_like(z)), first)
+
+
+def test_only_the_first_layer_checks_its_input_and_the_output_is_checked():
+    model = UNet((32, 32, 1), filters=2, seed=0)
+    assert [layer.check_finite for layer in model.layers].count(True) == 1
+    assert model.layers[0].check_finite
+    x = np.random.default_rng(0).random((1, 32, 32, 1), dtype=np.float32)
+    bad = x.copy()
+    bad[0, 3, 4, 0] = np.nan
+    with pytest.raises(ValueError, match=r"'conv1_1'.*1 NaN or infinite value"):
+        model.predict(bad)
+    model.down[1].conv1.params["kernel"][0, 0, 0, 0] = np.nan  # a weight diverged
+    with pytest.raises(ValueError, match=r"UNet 'unet'.*NaN or infinite.*diverged"):
+        model.predict(x)

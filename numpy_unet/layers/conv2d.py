@@ -107,11 +107,16 @@ class Conv2D(Layer):
 
     def _shifted(self, x_shape: tuple) -> bool:
         """Shifted products (conv_shifted.py) or im2col? Measured on the seed's shapes, 2
-        threads: shifted is as fast or faster (up to 1.6x forward at 256x256x64) from 8 input
-        channels on; below, im2col's single, wider product wins (9x for 1 channel)."""
+        threads, forward and backward together: im2col's single, wider product wins below 8
+        input channels (9x for 1 channel), and for small images with C <= F (10-45% at
+        16x16 and 32x32), where the shifted products waste the padded grid's margin (27%
+        of the work at 16x16) and the im2col matrix is small; shifted wins everywhere else
+        (up to 1.6x forward at 256x256x64)."""
         if self.algorithm != "auto":
             return self.algorithm == "shifted"
-        return x_shape[-1] >= 8
+        _, ho, wo, f = self.compute_output_shape(x_shape)
+        small = ho * wo <= 32 * 32 and x_shape[-1] <= f
+        return x_shape[-1] >= 8 and not small
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._check_input(x)

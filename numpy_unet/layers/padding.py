@@ -52,9 +52,13 @@ def pad_same(x: np.ndarray, kh: int, kw: int, padding: str) -> np.ndarray:
         return x
     n, h, w, c = x.shape
     (top, bottom), (left, right) = same_padding(h, kh), same_padding(w, kw)
-    # zeros, then the image copied into the middle: one pass over x (np.pad is slower)
-    xp = np.zeros((n, h + top + bottom, w + left + right, c), x.dtype)
+    # the image copied into the middle, then zeros written only on the border: one pass
+    # over the output (np.zeros first would write the whole array twice; np.pad is slower)
+    hp, wp = h + top + bottom, w + left + right
+    xp = np.empty((n, hp, wp, c), x.dtype)
     xp[:, top : top + h, left : left + w, :] = x
+    xp[:, :top], xp[:, top + h :] = 0, 0  # rows above and below
+    xp[:, :, :left], xp[:, :, left + w :] = 0, 0  # columns left and right
     return xp
 
 

@@ -70,7 +70,7 @@ class MaxPooling2D(Layer):
         x = self._check_input(x)
         n, h, w, c = x.shape
         _, ho, wo, _ = self.compute_output_shape(x.shape)
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        ph, pw = self.pool_size
         if ho < 1 or wo < 1:
             raise ValueError(f"{self.describe()}: input {h}x{w} is smaller than the {ph}x{pw} pool")
         pad_h, pad_w = self._pads(h, w)
@@ -78,31 +78,31 @@ class MaxPooling2D(Layer):
         if self.padding == "same":
             xp = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
         # One pass per position (i, j) inside the window, never per pixel: offset (i, j) of
-        # every window is the strided view xp[:, i::sh, j::sw] (no copy). Scanning the
-        # offsets in row-major order with a strict '>' keeps the FIRST maximum (the tie rule).
-        y = xp[:, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw].copy()  # offset (0, 0)
-        small = ph * pw <= 256  # a byte per output is enough to say which offset won
-        argmax = np.zeros(y.shape, np.uint8 if small else np.int32)  # (N, Ho, Wo, C): i*pw + j
-        for i in range(ph):
-            for j in range(pw):
-                if i == j == 0:
-                    continue
-                v = xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
-                better = v > y
-                np.copyto(argmax, i * pw + j, where=better)
-                np.maximum(y, v, out=y)
-        return self._remember(y, argmax, xp.shape, (pad_h[0], pad_w[0]), x.shape)
+        # every window is the strided view xp[:, i::sh, j::sw] (no copy).
+        y = self._window_offset(xp, 0, 0, ho, wo).copy()  # (N, Ho, Wo, C)
+        for i, j in list(np.ndindex(ph, pw))[1:]:
+            np.maximum(y, self._window_offset(xp, i, j, ho, wo), out=y)
+        # backward finds the winners again from xp and y: forward (and so predict) needs
+        # no argmax, and xp is the previous layer's output, kept anyway ('valid': no copy)
+        return self._remember(y, xp, y, (pad_h[0], pad_w[0]), x.shape)
+
+    def _window_offset(self, xp: np.ndarray, i: int, j: int, ho: int, wo: int) -> np.ndarray:
+        """Element (i, j) of every window: a strided view of shape (N, Ho, Wo, C)."""
+        sh, sw = self.strides
+        return xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        argmax, xp_shape, (top, left), (_, h, w, _) = self._take_cache()
+        xp, y, (top, left), (_, h, w, _) = self._take_cache()
         # >>> exercise maxpool_backward: `numpy-unet exercises` cuts out this block
         _, ho, wo, _ = dy.shape
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        dxp = np.zeros(xp_shape, dy.dtype)
-        for i in range(ph):
-            for j in range(pw):  # the windows whose maximum sits at offset (i, j)
-                hit = argmax == i * pw + j
-                dxp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += dy * hit
+        ph, pw = self.pool_size
+        dxp = np.zeros(xp.shape, dy.dtype)
+        routed = np.zeros(y.shape, bool)  # windows whose gradient has found its element
+        for i, j in np.ndindex(ph, pw):  # row-major: the first maximum of a window wins
+            hit = self._window_offset(xp, i, j, ho, wo) == y
+            hit &= ~routed
+            routed |= hit
+            self._window_offset(dxp, i, j, ho, wo)[...] += dy * hit
         return dxp[:, top : top + h, left : left + w, :]
         # <<< exercise maxpool_backward
