@@ -278,7 +278,7 @@ class UNet:
         d = self.bottom.conv1.backward(self.bottom.conv2.backward(d))
         for level in reversed(self.down):  # back up the contracting path
             d = level.pool.backward(d)  # (N, h, w, f)
-            d = d + d_skips.pop()  # the skip's gradient joins where the two paths met
+            d += d_skips.pop()  # the skip's gradient joins where the two paths met
             if level.drop is not None:
                 d = level.drop.backward(d)
             d = level.conv1.backward(level.conv2.backward(d))

@@ -37,7 +37,7 @@ class Conv2D(Layer):
         db[f]          = sum_{n,h,w} dz[n,h,w,f]
         dxp[n,h+i,w+j,c] += sum_f dz[n,h,w,f] * K[i,j,c,f]   (then cut the padding off)
 
-    Two fast paths, picked by ``algorithm`` ('auto' chooses by the input's channels): the
+    Two fast paths, picked by ``algorithm`` ('auto' chooses by channels and image size): the
     shifted products of ``conv_shifted.py`` (kh*kw products, no copy of the input), and
     im2col: every (kh, kw, Cin) window becomes one row of a matrix ``cols``
     of shape (N*Ho*Wo, kh*kw*Cin); then ``z = cols @ K.reshape(-1, filters)`` is one BLAS

@@ -16,17 +16,19 @@ so all of them are exact.
 
 What it buys against im2col: no (N*Ho*Wo, kh*kw*C) matrix (9x the input, 150 MB for one
 256x256x64 image in float32), and each product reads its operand straight from the input.
-im2col wins when C is small (one product with K = kh*kw*C beats nine with K = C).
+im2col wins when C is small (one product with K = kh*kw*C beats nine with K = C) and on
+small images (Conv2D._shifted chooses).
 
-Two more tricks, each measured on the seed's UNet (``benchmarks/bench_unet.py``):
+Three more tricks, each measured on the seed's layer shapes, 2 threads:
 
-- :func:`shifted_sum` runs the sum a block of ``BLOCK`` rows at a time, all kh*kw products
-  of one block before the next: the block's partial sum and product stay in the CPU's
-  cache instead of making kh*kw trips through memory (15-20% faster at 256x256);
-- the input gradient is itself such a sum (of dz, with the kernel flipped and transposed),
-  so the backward reuses :func:`shifted_sum`; and when C <= F the kernel gradient stacks
-  the kw column shifts of the input side by side, so that its products have K = kw*C rows
-  instead of C (25% faster for 64 channels at 256x256).
+- :func:`shifted_sum` runs the sum ``BLOCK`` rows at a time, all products of one block
+  before the next, so the block's partial sum stays in the CPU's cache instead of making
+  kh*kw trips through memory (conv9_1's forward, 128 -> 64 channels at 256x256: 68 -> 55 ms);
+- when C <= F it first stacks the kw column shifts side by side (:func:`column_stack`):
+  kh products with K = kw*C replace kh*kw products with K = C (10-25% faster);
+- the input gradient is itself such a sum, of dz with the kernel flipped and transposed, so
+  the backward reuses :func:`shifted_sum` (conv9_1's backward: 161 -> 131 ms), and the
+  kernel gradient uses the same column stacks when C <= F (256x256x64: 86 -> 73 ms).
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ def shifted_sum(src: np.ndarray, kernel: np.ndarray, wp: int, out: np.ndarray) -
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
     stacked_path = stack_columns(c, f, kw, len(out))
     if stacked_path:
-        # Stack the kw column shifts side by side, src_j[r] = [src[r + j] for j < kw]: a
-        # copy of kw*C columns per block buys products with K = kw*C instead of C, and
-        # kh - 1 additions of F-wide rows instead of kh*kw - 1 (10-25% faster when C < F)
+        # with the kw column shifts side by side, kernel row i is one (kw*C, F) matrix: a
+        # copy of kw*C columns per block buys kh products with K = kw*C instead of kh*kw
+        # with K = C, and kh - 1 additions instead of kh*kw - 1
         rows_of = [np.ascontiguousarray(kernel[i]).reshape(kw * c, f) for i in range(kh)]
         stack = np.empty((first + (kh - 1) * wp, kw, c), out.dtype)
     for start in range(0, len(out), BLOCK):
@@ -80,12 +82,12 @@ def shifted_sum(src: np.ndarray, kernel: np.ndarray, wp: int, out: np.ndarray) -
                 for i in range(kh)
                 for j in range(kw)
             ]
-        for n, (a, k) in enumerate(products):
+        for index, (a, k) in enumerate(products):
             # BLAS writes only into `part`, reused by every block: when its threads write
             # into fresh pages of `out` instead, they page-fault in parallel and contend
             # for the kernel's lock (measured 2x slower at 256x256x128)
             np.matmul(a, k, out=part[: len(block)])  # (B, K) @ (K, F)
-            if n == 0:
+            if index == 0:
                 block[...] = part[: len(block)]
             else:
                 block += part[: len(block)]
@@ -124,8 +126,10 @@ def shifted_backward(
     flat = np.ascontiguousarray(xp).reshape(-1, c)  # (N*Hp*Wp, C)
     s_max = (kh - 1) * wp + (kw - 1)
     rows = n * hp * wp - s_max  # L
-    dz_pad = np.zeros((s_max + n * hp * wp, f), dz.dtype)
-    dz_pad[s_max:].reshape(n, hp, wp, f)[:, :ho, :wo, :] = dz  # discarded positions get 0
+    dz_pad = np.empty((s_max + n * hp * wp, f), dz.dtype)
+    grid = dz_pad[s_max:].reshape(n, hp, wp, f)  # (N, Hp, Wp, F), a view
+    grid[:, :ho, :wo, :] = dz
+    dz_pad[:s_max], grid[:, ho:], grid[:, :ho, wo:] = 0, 0, 0  # discarded positions get 0
     dz_grid = dz_pad[s_max : s_max + rows]  # (L, F)
 
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, F, C): offset s_max - s
