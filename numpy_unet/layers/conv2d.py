@@ -106,17 +106,18 @@ class Conv2D(Layer):
         return (n, ho, wo, self.filters)
 
     def _shifted(self, x_shape: tuple) -> bool:
-        """Shifted products (conv_shifted.py) or im2col? Measured on the seed's shapes, 2
-        threads, forward and backward together: im2col's single, wider product wins below 8
-        input channels (9x for 1 channel), and for small images with C <= F (10-45% at
-        16x16 and 32x32), where the shifted products waste the padded grid's margin (27%
-        of the work at 16x16) and the im2col matrix is small; shifted wins everywhere else
-        (up to 1.6x forward at 256x256x64)."""
+        """Shifted products (conv_shifted.py) or im2col? Measured, forward and backward
+        together, 2 threads: im2col's single, wider product wins below 8 input channels (9x
+        for 1 channel), and on small images with C <= F, where the shifted products waste
+        the padded grid's margin (27% of the work at 16x16): at 16x16 and below (25-30% for
+        the seed's and the demo's bottom layers), and at 32x32 from 256 channels (10-15%);
+        shifted wins everywhere else (2x for 32 channels at 256x256)."""
         if self.algorithm != "auto":
             return self.algorithm == "shifted"
         _, ho, wo, f = self.compute_output_shape(x_shape)
-        small = ho * wo <= 32 * 32 and x_shape[-1] <= f
-        return x_shape[-1] >= 8 and not small
+        c = x_shape[-1]
+        small = c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256))
+        return c >= 8 and not small
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._check_input(x)
