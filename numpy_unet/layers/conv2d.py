@@ -132,14 +132,15 @@ class Conv2D(Layer):
                 f"{self.kernel_size[0]}x{self.kernel_size[1]} kernel with padding='valid'"
             )
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
+        bias = self.params["bias"] if self.use_bias else None
         if self._shifted(x.shape):
-            z = shifted_forward(xp, self.params["kernel"], ho, wo)  # (N, Ho, Wo, F)
+            z = shifted_forward(xp, self.params["kernel"], ho, wo, bias)  # (N, Ho, Wo, F)
         else:
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
             z = cols @ self.params["kernel"].reshape(-1, f)  # (N*Ho*Wo, F)
             z = z.reshape(n, ho, wo, f)  # (N, Ho, Wo, F)
-        if self.use_bias:
-            z += self.params["bias"]
+            if bias is not None:
+                z += bias
         y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)

@@ -24,11 +24,11 @@ Three more tricks, each measured on the seed's layer shapes, 2 threads:
 - :func:`shifted_sum` runs the sum ``BLOCK`` rows at a time, all products of one block
   before the next, so the block's partial sum stays in the CPU's cache instead of making
   kh*kw trips through memory (conv9_1's forward, 128 -> 64 channels at 256x256: 68 -> 55 ms);
-- when C <= F it first stacks the kw column shifts side by side (:func:`column_stack`):
-  kh products with K = kw*C replace kh*kw products with K = C (10-25% faster);
+- when C <= F it first stacks the kh row shifts side by side (:func:`row_stack`): kw
+  products with K = kh*C replace kh*kw products with K = C (10-25% faster);
 - the input gradient is itself such a sum, of dz with the kernel flipped and transposed, so
   the backward reuses :func:`shifted_sum` (conv9_1's backward: 161 -> 131 ms), and the
-  kernel gradient uses the same column stacks when C <= F (256x256x64: 86 -> 73 ms).
+  kernel gradient uses the same row stacks when C <= F (256x256x64: 86 -> 67 ms).
 """
 
 from __future__ import annotations
@@ -38,44 +38,52 @@ import numpy as np
 BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 2 MB L2 cache
 
 
-def stack_columns(c: int, f: int, kw: int, rows: int) -> bool:
-    """Stack the kw column shifts side by side (see :func:`column_stack`)? Measured: it pays
-    when the products are tall and thin (C <= F, and at least a block of rows); at 32x32
-    and below it gains nothing and its copy of the kernel costs time."""
-    return kw > 1 and c <= f and rows >= BLOCK
+def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
+    """Stack the kh row shifts side by side (see :func:`row_stack`)? Measured: it pays when
+    the products are tall and thin (C <= F, and at least a block of rows); at 32x32 and
+    below it gains nothing and its copy of the kernel costs time."""
+    return kh > 1 and c <= f and rows >= BLOCK
 
 
-def column_stack(src: np.ndarray, start: int, span: int, kw: int, buf: np.ndarray) -> np.ndarray:
-    """Rows ``[src[r + j] for j < kw]`` side by side for r in [start, start + span): the kw
-    column shifts of a kernel row in one (span, kw*C) matrix, written into ``buf``."""
-    for j in range(kw):
-        buf[:span, j] = src[start + j : start + j + span]
+def row_stack(
+    src: np.ndarray, start: int, span: int, kh: int, wp: int, buf: np.ndarray
+) -> np.ndarray:
+    """Rows ``[src[r + i*wp] for i < kh]`` side by side for r in [start, start + span): the kh
+    row shifts of a kernel column in one (span, kh*C) matrix, written into ``buf``."""
+    for i in range(kh):
+        buf[:span, i] = src[start + i * wp : start + i * wp + span]
     return buf.reshape(len(buf), -1)[:span]
 
 
-def shifted_sum(src: np.ndarray, kernel: np.ndarray, wp: int, out: np.ndarray) -> np.ndarray:
-    """``out[p] = sum_{i,j} src[p + i*wp + j] @ kernel[i, j]`` for every row p of ``out``.
+def shifted_sum(
+    src: np.ndarray,
+    kernel: np.ndarray,
+    wp: int,
+    out: np.ndarray,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """``out[p] = bias + sum_{i,j} src[p + i*wp + j] @ kernel[i, j]`` for every row p of ``out``.
 
     ``src`` is (rows, C), ``kernel`` (kh, kw, C, F), ``out`` (P, F), with
-    P + (kh-1)*wp + (kw-1) <= rows. Computed BLOCK rows of ``out`` at a time.
+    P + (kh-1)*wp + (kw-1) <= rows, ``bias`` (F,) or None. Computed BLOCK rows of ``out`` at
+    a time; the bias is added with the first product, while the block is in cache.
     """
     kh, kw, c, f = kernel.shape
     first = min(BLOCK, len(out))
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
-    stacked_path = stack_columns(c, f, kw, len(out))
+    stacked_path = stack_rows(c, f, kh, len(out))
     if stacked_path:
-        # with the kw column shifts side by side, kernel row i is one (kw*C, F) matrix: a
-        # copy of kw*C columns per block buys kh products with K = kw*C instead of kh*kw
-        # with K = C, and kh - 1 additions instead of kh*kw - 1
-        rows_of = [np.ascontiguousarray(kernel[i]).reshape(kw * c, f) for i in range(kh)]
-        stack = np.empty((first + (kh - 1) * wp, kw, c), out.dtype)
+        # with the kh row shifts side by side, kernel column j is one (kh*C, F) matrix: a
+        # copy of kh*C columns per block buys kw products with K = kh*C instead of kh*kw
+        # with K = C, and kw - 1 additions instead of kh*kw - 1
+        columns = [np.ascontiguousarray(kernel[:, j]).reshape(kh * c, f) for j in range(kw)]
+        stack = np.empty((first + kw - 1, kh, c), out.dtype)
     for start in range(0, len(out), BLOCK):
         stop = min(start + BLOCK, len(out))
         block = out[start:stop]  # (B, F)
         if stacked_path:
-            span = stop - start + (kh - 1) * wp  # the rows the block's kh products read
-            stacked = column_stack(src, start, span, kw, stack)  # (span, kw*C)
-            products = [(stacked[i * wp : i * wp + len(block)], rows_of[i]) for i in range(kh)]
+            stacked = row_stack(src, start, stop - start + kw - 1, kh, wp, stack)  # (B+kw-1, kh*C)
+            products = [(stacked[j : j + len(block)], columns[j]) for j in range(kw)]
         else:
             products = [
                 (src[start + i * wp + j : stop + i * wp + j], kernel[i, j])
@@ -87,21 +95,26 @@ def shifted_sum(src: np.ndarray, kernel: np.ndarray, wp: int, out: np.ndarray) -
             # into fresh pages of `out` instead, they page-fault in parallel and contend
             # for the kernel's lock (measured 2x slower at 256x256x128)
             np.matmul(a, k, out=part[: len(block)])  # (B, K) @ (K, F)
-            if index == 0:
+            if index == 0 and bias is not None:
+                np.add(part[: len(block)], bias, out=block)
+            elif index == 0:
                 block[...] = part[: len(block)]
             else:
                 block += part[: len(block)]
     return out
 
 
-def shifted_forward(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray:
-    """z (N, Ho, Wo, F) = the convolution of the padded input ``xp`` (N, Hp, Wp, C)."""
+def shifted_forward(
+    xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """z (N, Ho, Wo, F) = the convolution of the padded input ``xp`` (N, Hp, Wp, C), plus
+    ``bias`` (F,) if given."""
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
     flat = np.ascontiguousarray(xp).reshape(-1, c)  # (N*Hp*Wp, C), a view when contiguous
     rows = n * hp * wp - ((kh - 1) * wp + (kw - 1))  # L: the longest slice that fits
     grid = np.empty((n * hp * wp, f), xp.dtype)  # rows >= L are never read
-    shifted_sum(flat, kernel, wp, grid[:rows])
+    shifted_sum(flat, kernel, wp, grid[:rows], bias)
     return grid.reshape(n, hp, wp, f)[:, :ho, :wo, :]  # (N, Ho, Wo, F), a view
 
 
@@ -136,17 +149,17 @@ def shifted_backward(
     dxp = np.empty((n * hp * wp, c), dz.dtype)
     shifted_sum(dz_pad, flipped, wp, dxp)  # (N*Hp*Wp, C)
 
-    if stack_columns(c, f, kw, rows):
-        # the kernel gradient a kernel row at a time, with the column stack of shifted_sum:
-        # dK[i] (kw*C, F) = sum over blocks of stacked[i*wp : i*wp + B].T @ dz_grid[block]
-        dk_rows = np.zeros((kh, kw * c, f), kernel.dtype)
-        stack = np.empty((min(BLOCK, rows) + (kh - 1) * wp, kw, c), xp.dtype)
+    if stack_rows(c, f, kh, rows):
+        # the kernel gradient a kernel column at a time, with the row stacks of shifted_sum:
+        # dK[:, j] (kh*C, F) = sum over blocks of stacked[j : j + B].T @ dz_grid[block]
+        dk_columns = np.zeros((kw, kh * c, f), kernel.dtype)
+        stack = np.empty((min(BLOCK, rows) + kw - 1, kh, c), xp.dtype)
         for start in range(0, rows, BLOCK):
             stop = min(start + BLOCK, rows)
-            stacked = column_stack(flat, start, stop - start + (kh - 1) * wp, kw, stack)
-            for i in range(kh):
-                dk_rows[i] += stacked[i * wp : i * wp + stop - start].T @ dz_grid[start:stop]
-        dkernel = dk_rows.reshape(kernel.shape)
+            stacked = row_stack(flat, start, stop - start + kw - 1, kh, wp, stack)
+            for j in range(kw):
+                dk_columns[j] += stacked[j : j + stop - start].T @ dz_grid[start:stop]
+        dkernel = dk_columns.reshape(kw, kh, c, f).transpose(1, 0, 2, 3).copy()
     else:
         dkernel = np.empty_like(kernel)
         for i, j in np.ndindex(kh, kw):
