@@ -663,8 +663,9 @@ print(f"forward pass: {seconds:.2f} s for {gflop:.2f} GFLOP = {gflop / seconds:.
 # %% [markdown]
 # The output is a probability map with the input's height and width, from the sigmoid. Its
 # values mean nothing yet: the network is untrained. The GFLOP/s figure measures how well
-# NumPy's matrix product (BLAS) is used: each conv is one large `matmul` after `im2col`,
-# explained in tutorial 01.
+# NumPy's matrix product (BLAS) is used: each conv is a few large `matmul`s, after `im2col`
+# (tutorial 01) for few channels and small images, otherwise as a sum of shifted products
+# that needs no im2col copy (`numpy_unet/layers/conv_shifted.py`).
 #
 # A model accepts any valid size, not only the one it was built for, and the height and
 # width need not be equal. Only the channel count is fixed, by the first conv's kernel.
