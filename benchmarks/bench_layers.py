@@ -15,9 +15,20 @@ N = kh*kw*Cout, the product the layer really does. Beside each conv row, the GFL
 plain float32 ``A (M, K) @ B (K, N)`` timed in the same loop, alternating with the layer,
 so that machine noise hits both alike: the BLAS ceiling, and the ratio fwd / matmul.
 
+``--algorithms`` times, for every conv of the seed's UNet (256x256, batch 1) and of the
+demo's (8 filters, 128x128, batch 4), forward plus backward with the readable im2col of
+``layers/conv2d.py`` and with the speed engine's shifted products (``numpy_unet/fast/conv.py``,
+forced on), and prints which the rule ``fast.conv.pays_off`` picks. These runs are what the
+rule rests on. On the 2-core machine this project is developed on (2026-11-27), im2col won
+below 8 input channels (9x for 1 channel) and on small outputs with C <= F, where the
+shifted products waste the padded grid's margin (27% of the work at 16x16): by 25-30% at
+16x16 and below, by 10-15% at 32x32 from 256 channels. The shifted products won everywhere
+else, up to 2x (32 channels at 256x256).
+
 Run from the repository root::
 
     python benchmarks/bench_layers.py               # full size, 5 repeats
+    python benchmarks/bench_layers.py --algorithms  # im2col against the speed engine
     python benchmarks/bench_layers.py --repeats 9
     python benchmarks/bench_layers.py --quick       # 64x64 input, 2 repeats: a smoke test
 
@@ -40,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the package importable
     sys.path.insert(0, str(ROOT))
 
+import numpy_unet.fast.conv as fast_conv  # noqa: E402
+from numpy_unet import UNet  # noqa: E402
+from numpy_unet.fast import keep_freed_memory  # noqa: E402
 from numpy_unet.layers import (  # noqa: E402
     Conv2D,
     Conv2DTranspose,
@@ -173,6 +187,61 @@ def gflops(flop: float, seconds: float) -> str:
     return f"{flop / seconds / 1e9:.1f}"
 
 
+def unet_convs(filters: int, size: int) -> list[tuple[str, int, int, int, int]]:
+    """(name, Cin, F, H, k) of every 'same' conv of a UNet, from one walk of the U."""
+    model = UNet((size, size, 1), filters=filters)
+    found = []
+
+    def visit(layer: Layer, shape: tuple, out: tuple, inbound: list[str]) -> None:
+        if isinstance(layer, Conv2D):
+            found.append((layer.name, shape[-1], layer.filters, shape[1], layer.kernel_size[0]))
+
+    model.walk((1, size, size, 1), visit)
+    return found
+
+
+def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> float:
+    """Median of forward plus backward, after one warm-up."""
+    dy = np.ones_like(layer.forward(x))
+    layer.backward(dy)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        layer.forward(x)
+        layer.backward(dy)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def compare_algorithms(repeats: int, quick: bool) -> None:
+    """im2col against the speed engine on every conv of the seed's and the demo's UNets."""
+    nets = [("seed", 64, 256, 1), ("demo", 8, 128, 4)]
+    if quick:
+        nets = [("seed/4", 16, 64, 1), ("demo", 8, 128, 4)]
+    real = fast_conv.pays_off
+    fmt = "{:<6} {:<9} {:>15} {:>11} {:>11} {:>9} {:>8}"
+    print(fmt.format("net", "conv", "input", "im2col ms", "shifted ms", "faster", "rule"))
+    rng = np.random.default_rng(0)
+    for net, filters, size, batch in nets:
+        seen = set()
+        for name, c, f, h, k in unet_convs(filters, size):
+            if (c, f, h, k) in seen:
+                continue
+            seen.add((c, f, h, k))
+            x = rng.standard_normal((batch, h, h, c), dtype=DTYPE)
+            times = {}
+            for engine in (False, True):
+                fast_conv.pays_off = lambda *shape: True  # noqa: E731 - force the engine on
+                layer = Conv2D(f, k, padding="same", activation="relu", seed=0, fast=engine)
+                times[engine] = fwd_bwd_seconds(layer, x, repeats)
+                fast_conv.pays_off = real
+            faster = "shifted" if times[True] < times[False] else "im2col"
+            rule = "shifted" if real(c, f, h, h) else "im2col"
+            shape = f"{batch}x{h}x{h}x{c}"
+            row = [net, name, shape, f"{times[False] * 1e3:.1f}", f"{times[True] * 1e3:.1f}"]
+            print(fmt.format(*row, faster, rule), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
@@ -181,8 +250,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="64x64 input and 2 repeats: a smoke test of a few seconds",
     )
+    parser.add_argument(
+        "--algorithms", action="store_true", help="im2col against the speed engine, per conv"
+    )
     args = parser.parse_args(argv)
     repeats = 2 if args.quick else max(1, args.repeats)
+    keep_freed_memory()  # as the numpy-unet command does
+    if args.algorithms:
+        compare_algorithms(repeats, args.quick)
+        return
     scale = 4 if args.quick else 1
     start = time.perf_counter()
     print(header(256 // scale, repeats))

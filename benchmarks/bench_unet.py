@@ -15,9 +15,9 @@ What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
   gradients and the step's activations count, the frameworks' own code does not). For the
   comparison both children return freed memory to the kernel at once (glibc's mmap and
   trim thresholds at 64-128 KB, and ``keep_freed_memory(False)`` after building the model,
-  which would otherwise set numpy_unet.allocator's settings in both processes): the peak
+  which would otherwise set numpy_unet.fast.allocator's settings in both processes): the peak
   is then the memory really in use. A third child reports numpy-unet as it runs, keeping
-  freed memory for reuse (numpy_unet/allocator.py).
+  freed memory for reuse (numpy_unet/fast/allocator.py).
 
 Run from the repository root::
 
@@ -74,7 +74,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.allocator import keep_freed_memory  # noqa: E402
+from numpy_unet.fast import keep_freed_memory  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
 
 
@@ -136,9 +136,10 @@ def memory_child(which: str) -> None:
     if which == "torch":
         import torch  # noqa: F401  (imported before the baseline, like numpy)
     base = rss_mb("VmRSS")
+    # numpy-unet as it runs (numpy-kept) keeps freed memory for reuse; for the comparison
+    # both return it at once, so that the peak is the memory really in use
+    keep_freed_memory(which == "numpy-kept")
     model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
-    if which != "numpy-kept":
-        keep_freed_memory(False)  # UNet() has just asked glibc to keep freed memory: undo
     x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
     if which != "torch":
         step = lambda: numpy_step(model, x, y)  # noqa: E731
@@ -287,6 +288,7 @@ def main() -> None:
     if ARGS.memory_child:
         memory_child(ARGS.memory_child)
         return
+    keep_freed_memory()  # as the numpy-unet command does; PyTorch, in the same process, too
     torch_ok = have_torch()
     print(
         f"numpy {np.__version__}; {ARGS.threads} threads; medians of {ARGS.repeats} after 1 warm-up"

@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.cli import fresh_dir  # noqa: E402
+from numpy_unet.app.plotting import plot_history, plot_predictions  # noqa: E402
 from numpy_unet.data import Augmenter, load_folder  # noqa: E402
+from numpy_unet.files import fresh_dir  # noqa: E402
 from numpy_unet.metrics import evaluate  # noqa: E402
 from numpy_unet.optimizers import Adam  # noqa: E402
-from numpy_unet.plotting import plot_history, plot_predictions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.cli import fresh_dir  # noqa: E402
+from numpy_unet.app.plotting import plot_predictions  # noqa: E402
 from numpy_unet.data import Augmenter, load_folder  # noqa: E402
+from numpy_unet.files import fresh_dir  # noqa: E402
 from numpy_unet.metrics import evaluate  # noqa: E402
 from numpy_unet.optimizers import Adam  # noqa: E402
-from numpy_unet.paper import paper_recipe  # noqa: E402
-from numpy_unet.plotting import plot_predictions  # noqa: E402
-from numpy_unet.tiling import predict_tiled  # noqa: E402
+from numpy_unet.train.paper import paper_recipe  # noqa: E402
+from numpy_unet.train.tiling import predict_tiled  # noqa: E402
 
 
 def train_paper(args, x_train, y_train, x_test) -> tuple[np.ndarray, float, UNet]:

@@ -1,7 +1,7 @@
-"""``python -m numpy_unet`` runs the command line."""
+"""``python -m numpy_unet``: the same as the ``numpy-unet`` command."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""numpy_unet.allocator: glibc keeps freed memory for reuse, and the setting can be undone."""
+"""numpy_unet.fast.allocator: glibc keeps freed memory for reuse, and the setting can be undone."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from numpy_unet import UNet, allocator
+from numpy_unet import UNet
+from numpy_unet.fast import allocator
 
 glibc = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
@@ -19,7 +21,7 @@ glibc = pytest.mark.skipif(
 FAULTS = """
 import resource, sys
 import numpy as np
-from numpy_unet import allocator
+from numpy_unet.fast import allocator
 
 def faults_of_a_fresh_array(nbytes):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -51,15 +53,28 @@ def test_freed_memory_is_reused_only_when_kept():
     assert faults_of_a_second_array("keep") < 50  # the freed block is reused
 
 
+def test_building_training_and_predicting_change_nothing_outside_the_model(monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda *a: calls.append(a))
+    monkeypatch.setattr(allocator, "applied", None)
+    model = UNet((16, 16, 1), filters=2, depth=2, seed=0)
+    x = np.random.default_rng(0).random((2, 16, 16, 1), dtype=np.float32)
+    model.compile("adam", "binary_crossentropy", metrics=[])
+    model.fit(x, (x > 0.5).astype(np.float32), epochs=1, verbose=0)
+    model.predict(x)
+    assert calls == [] and allocator.applied is None
+
+
 @glibc
-def test_building_a_unet_respects_an_earlier_choice():
+def test_the_command_line_makes_the_call(monkeypatch, capsys):
+    from numpy_unet.app.cli import main
+
+    monkeypatch.setattr(allocator, "applied", None)
     try:
-        allocator.keep_freed_memory(False)
-        UNet((16, 16, 1), filters=1, depth=1)
-        assert allocator._applied is False  # UNet() only sets it when nobody has
+        assert main(["summary", "--size", "32", "--filters", "2", "--depth", "2"]) == 0
+        assert allocator.applied is True
     finally:
-        allocator.keep_freed_memory(True)
-    assert allocator._applied is True
+        allocator.keep_freed_memory(True)  # what the suite's process had before: either way
 
 
 def test_without_glibc_it_does_nothing(monkeypatch):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from numpy_unet.cli import main
+from numpy_unet.app.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_runtime_dependencies_are_numpy_and_matplotlib_only():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = sorted(d.split(">")[0].split("=")[0].strip() for d in project["dependencies"])
     assert names == ["matplotlib", "numpy"]
-    assert project["scripts"]["numpy-unet"] == "numpy_unet.cli:main"
+    assert project["scripts"]["numpy-unet"] == "numpy_unet.app.cli:main"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "numpy_unet").rglob("*.py")), ids=str)

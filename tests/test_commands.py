@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib.image import imread, imsave
 
 from numpy_unet import UNet, load_model
-from numpy_unet.cli import main
-from numpy_unet.diagnostics import diagnose_predictions
+from numpy_unet.app.cli import main
+from numpy_unet.train.diagnostics import diagnose_predictions
 
 
 def test_quick_demo_writes_its_results_and_never_overwrites(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Conv2D: fast version equals the loop version, Keras's padding, initializers, gradients."""
+"""Conv2D: the readable im2col, the speed engine and the loops agree; Keras's padding,
+initializers, gradients."""
 
 from __future__ import annotations
 
@@ -7,19 +8,27 @@ import itertools
 import numpy as np
 import pytest
 
+import numpy_unet.fast.conv as fast_conv
 from numpy_unet import gradcheck
+from numpy_unet.gradcheck import away_from_kinks
 from numpy_unet.layers import Conv2D
 from numpy_unet.layers.loops import conv2d_backward_loops, conv2d_forward_loops
-from numpy_unet.selfcheck import away_from_zero
 
 CONFIGS = list(itertools.product((1, 2, 3), ("same", "valid"), ((5, 6), (6, 5), (4, 4), (7, 3))))
 
 
+@pytest.fixture(params=["im2col", "fast"])
+def fast(request, monkeypatch) -> bool:
+    """Conv2D's ``fast`` option, with the speed engine taking every shape, however small."""
+    if request.param == "fast":
+        monkeypatch.setattr(fast_conv, "pays_off", lambda *shapes: True)
+    return request.param == "fast"
+
+
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS)
-@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
-def test_fast_conv_equals_loops(k, padding, hw, algorithm, rng):
+def test_conv_equals_loops(k, padding, hw, fast, rng):
     x = rng.standard_normal((2, *hw, 3))
-    conv = Conv2D(4, k, padding=padding, dtype="float64", seed=1, algorithm=algorithm)
+    conv = Conv2D(4, k, padding=padding, dtype="float64", seed=1, fast=fast)
     conv.build(x.shape)
     conv.params["bias"] = rng.standard_normal(4)
     y = conv.forward(x)
@@ -36,12 +45,9 @@ def test_fast_conv_equals_loops(k, padding, hw, algorithm, rng):
 
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS)
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
-@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
-def test_conv_gradcheck(k, padding, hw, activation, algorithm, rng):
+def test_conv_gradcheck(k, padding, hw, activation, fast, rng):
     x = rng.standard_normal((2, *hw, 3))
-    conv = Conv2D(
-        3, k, padding=padding, activation=activation, dtype="float64", seed=7, algorithm=algorithm
-    )
+    conv = Conv2D(3, k, padding=padding, activation=activation, dtype="float64", seed=7, fast=fast)
     conv.build(x.shape)
     conv.params["bias"] = 0.1 * rng.standard_normal(3)
     if activation == "relu":  # finite differences are wrong across the kink at 0
@@ -58,18 +64,18 @@ def test_conv_gradcheck(k, padding, hw, activation, algorithm, rng):
 @pytest.mark.parametrize("block", [3, 16])
 @pytest.mark.parametrize(("cin", "filters"), [(2, 5), (5, 2), (3, 3)])
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS[::3])
-def test_shifted_blocks_and_column_stacks_equal_loops(block, cin, filters, k, padding, hw, rng):
-    # small blocks send these small shapes through every path of conv_shifted: several
+def test_shifted_blocks_and_column_stacks_equal_loops(
+    block, cin, filters, k, padding, hw, fast, rng
+):
+    # small blocks send these small shapes through every path of fast/conv.py: several
     # blocks and a last, shorter one; column stacks when Cin <= filters, plain products else
-    import numpy_unet.layers.conv_shifted as conv_shifted
-
     x = rng.standard_normal((2, *hw, cin))
-    conv = Conv2D(filters, k, padding=padding, dtype="float64", seed=3, algorithm="shifted")
+    conv = Conv2D(filters, k, padding=padding, dtype="float64", seed=3, fast=fast)
     conv.build(x.shape)
     conv.params["bias"] = rng.standard_normal(filters)
     dy = rng.standard_normal(conv.compute_output_shape(x.shape))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv_shifted, "BLOCK", block)
+        mp.setattr(fast_conv, "BLOCK", block)
         y = conv.forward(x)
         dx = conv.backward(dy)
         kernel, bias = conv.params["kernel"], conv.params["bias"]
@@ -170,17 +176,21 @@ def test_glorot_uniform_limits():
 
 
 def test_relu_conv_gradcheck_with_kinks_avoided(rng):
-    x = away_from_zero(rng.standard_normal((1, 6, 6, 2)))
+    x = away_from_kinks(rng.standard_normal((1, 6, 6, 2)))
     assert gradcheck(Conv2D(2, 1, activation="relu", dtype="float64", seed=0), x).passed
 
 
-def test_auto_algorithm_choice_gives_the_same_numbers(rng):
+def test_the_speed_engine_runs_where_its_rule_says_and_gives_the_same_numbers(monkeypatch, rng):
+    assert fast_conv.pays_off(16, 8, 32, 32) and not fast_conv.pays_off(1, 8, 32, 32)
+    assert not fast_conv.pays_off(16, 32, 16, 16) and fast_conv.pays_off(16, 32, 64, 64)
+    calls = []
+    real = fast_conv.forward
+    monkeypatch.setattr(fast_conv, "forward", lambda *a: calls.append(1) or real(*a))
     x = rng.standard_normal((1, 32, 32, 16)).astype(np.float32)
-    auto = Conv2D(8, 3, padding="same", seed=0)
-    assert auto._shifted(x.shape) and not auto._shifted((1, 32, 32, 1))
-    wide = Conv2D(32, 3, padding="same")  # C <= F on a small image: im2col
-    assert not wide._shifted((1, 16, 16, 16)) and wide._shifted((1, 64, 64, 16))
-    ref = Conv2D(8, 3, padding="same", seed=0, algorithm="im2col")
-    np.testing.assert_allclose(auto.forward(x), ref.forward(x), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="algorithm must be one of"):
-        Conv2D(8, 3, algorithm="winograd")
+    y_fast = Conv2D(8, 3, padding="same", seed=0).forward(x)
+    assert calls == [1]  # 16 channels at 32x32: the rule picks the speed engine
+    y_readable = Conv2D(8, 3, padding="same", seed=0, fast=False).forward(x)
+    assert calls == [1]  # fast=False: never
+    np.testing.assert_allclose(y_fast, y_readable, rtol=1e-5, atol=1e-5)
+    Conv2D(8, 3, padding="same", seed=0).forward(x[..., :1])
+    assert calls == [1]  # 1 channel: im2col, by the rule

@@ -7,8 +7,8 @@ import pathlib
 
 import pytest
 
-from numpy_unet import course
-from numpy_unet.cli import main
+from numpy_unet.app.cli import main
+from numpy_unet.teach import course
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

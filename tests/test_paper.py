@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import nudge_biases
 
 from numpy_unet import UNet
 from numpy_unet.data import synthetic_membranes, weight_map
 from numpy_unet.gradcheck import ModelWithLoss, gradcheck
 from numpy_unet.losses import CategoricalCrossentropy
-from numpy_unet.paper import paper_recipe, weight_maps
-from numpy_unet.sizes import output_length
-from numpy_unet.tiling import sample_tiles
+from numpy_unet.teach.checks import random_biases
+from numpy_unet.train.paper import paper_recipe, weight_maps
+from numpy_unet.train.tiling import sample_tiles
 
 
 def small_paper(tile: int = 44, dtype: str = "float32") -> UNet:
@@ -24,7 +23,7 @@ def test_training_tiles_line_up_input_context_target_and_weights(size):
     # Pixel values encode their image coordinates, so the tile's centre (past the context)
     # must show exactly the coordinates under the target window, mirrored where outside.
     model = small_paper(44)
-    out = output_length(model, 44)
+    out = model.output_size(44)
     context = (44 - out) // 2
     h, w = size
     coords = np.arange(h * w, dtype=np.float64).reshape(1, h, w, 1)
@@ -105,8 +104,8 @@ def test_gradcheck_paper_network_with_a_real_weight_map(rng):
     # The weighted loss of the recipe, end to end through a small float64 paper network,
     # with the weight map of an actual mask (from ~0.6 on cells to ~11 on membranes).
     model = small_paper(60, dtype="float64")
-    nudge_biases(model, rng)
-    out = output_length(model, 60)  # 20
+    random_biases(model, rng)
+    out = model.output_size(60)  # 20
     _, y = synthetic_membranes(1, size=out, seed=2)
     labels = np.rint(y[..., 0]).astype(np.int64)  # (1, O, O)
     w = weight_map(y[0, ..., 0])[None].astype(np.float64)  # (1, O, O)
@@ -121,7 +120,7 @@ def test_gradcheck_paper_network_with_a_real_weight_map(rng):
 def test_cli_trains_the_paper_recipe_and_predicts_tile_by_tile(tmp_path, monkeypatch):
     from matplotlib.image import imread, imsave
 
-    from numpy_unet.cli import main
+    from numpy_unet.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--recipe", "paper", "--size", "40", "--images", "5", "--filters", "2"]

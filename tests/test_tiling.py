@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import nudge_biases
 
-from numpy_unet.sizes import output_length
-from numpy_unet.tiling import mirror_indices, predict_tiled, tile_input, tile_layout
-from numpy_unet.unet import UNet
+from numpy_unet.model.unet import UNet
+from numpy_unet.teach.checks import random_biases
+from numpy_unet.train.tiling import mirror_indices, predict_tiled, tile_input, tile_layout
 
 
 def valid_unet(depth: int = 2, channels: int = 1, seed: int = 0) -> UNet:
@@ -25,14 +24,14 @@ def valid_unet(depth: int = 2, channels: int = 1, seed: int = 0) -> UNet:
         dtype="float64",
         seed=seed,
     )
-    nudge_biases(model, np.random.default_rng(seed))  # no dead ReLUs: outputs vary
+    random_biases(model, np.random.default_rng(seed))  # no dead ReLUs: outputs vary
     return model
 
 
 def same_unet() -> UNet:
     """The seed's network in small: 'same' padding, UpSampling2D, head conv, a sigmoid."""
     model = UNet((32, 32, 1), filters=2, depth=2, dtype="float64", seed=0)
-    nudge_biases(model, np.random.default_rng(0))
+    random_biases(model, np.random.default_rng(0))
     return model
 
 
@@ -75,7 +74,7 @@ def test_valid_result_equals_untiled_prediction_of_the_mirror_padded_image():
 
 def test_tiles_step_on_the_pooling_grid_when_the_output_tile_is_off_it():
     model = valid_unet(depth=3)  # tile 100 -> output 12, not a multiple of 2**3
-    assert output_length(model, 100) == 12
+    assert model.output_size(100) == 12
     image = np.random.default_rng(3).random((21, 18, 1))
     tiles = tile_layout(model, image.shape, tile=100)
     assert {t.output_rows[1] - t.output_rows[0] for t in tiles} <= {8, 5}
@@ -140,7 +139,7 @@ def test_layout_covers_every_output_pixel_exactly_once(model, shape, tile):
         (r0, r1), (c0, c1) = t.output_rows, t.output_cols
         counts[r0:r1, c0:c1] += 1
         th, tw = t.input_rows[1] - t.input_rows[0], t.input_cols[1] - t.input_cols[0]
-        out_h, out_w = output_length(model, th), output_length(model, tw)
+        out_h, out_w = model.output_size(th), model.output_size(tw)
         assert 0 <= t.keep_rows[0] and t.keep_rows[1] <= out_h
         assert 0 <= t.keep_cols[0] and t.keep_cols[1] <= out_w
         assert t.keep_rows[1] - t.keep_rows[0] == r1 - r0
@@ -157,7 +156,7 @@ def test_errors_name_predict_tiled_and_what_would_work():
         (np.zeros((20, 20, 1), np.uint8), {}, "astype(np.float32) / 255"),
         (image, {"tile": 50}, "nearest valid tile sizes: 48 or 52"),
         (image, {"tile": 40}, "nearest valid tile sizes: 44"),
-        (image, {"tile": (48, -1)}, "tile must be an int or (rows, cols)"),
+        (image, {"tile": (48, -1)}, "tile must be positive"),
         (image, {"overlap": 8}, "'same' UNets only"),
         (image, {"batch_size": 0}, "batch_size must be positive"),
     ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.image import imread, imsave
 
-from numpy_unet.cli import main
-from numpy_unet.unet import UNet
+from numpy_unet.app.cli import main
+from numpy_unet.model.unet import UNet
 
 
 def saved_model(tmp_path, **options) -> str:

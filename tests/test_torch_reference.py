@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import nudge_biases
 
 from numpy_unet import UNet
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy
+from numpy_unet.teach.checks import random_biases
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -34,7 +34,7 @@ MODELS = {
 @pytest.mark.parametrize("which", list(MODELS))
 def test_same_outputs_and_gradients_as_pytorch(which, rng):
     model = MODELS[which]()
-    nudge_biases(model, rng)
+    random_biases(model, rng)
     twin = TorchUNet(model, torch.float64)
     x = rng.random((2, *model.config["input_shape"]))
     y = model.forward(x)

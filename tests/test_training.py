@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from numpy_unet import UNet
-from numpy_unet.checkpoint import BEST, CHECKPOINT
 from numpy_unet.losses import BinaryCrossentropy
 from numpy_unet.optimizers import Adam
-from numpy_unet.training import train_step
+from numpy_unet.train.checkpoint import BEST, CHECKPOINT
+from numpy_unet.train.fit import train_step
 
 
 def tiny_data(n: int = 6, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

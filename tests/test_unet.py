@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import nudge_biases
 
 from numpy_unet import UNet, gradcheck
 from numpy_unet.gradcheck import ModelWithLoss
 from numpy_unet.layers import Conv2D, Dropout
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss
+from numpy_unet.teach.checks import random_biases
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_paper_unet():
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_gradcheck_seed_layout_end_to_end(dropout, rng):
     model = UNet((16, 16, 1), filters=2, depth=2, dropout=dropout, dtype="float64", seed=1)
-    nudge_biases(model, rng)
+    random_biases(model, rng)
     x = rng.random((2, 16, 16, 1))
     y = (rng.random((2, 16, 16, 1)) < 0.6).astype(np.float64)
     report = gradcheck(ModelWithLoss(model, BinaryCrossentropy(), y), x, training=True)
@@ -86,7 +86,7 @@ def test_gradcheck_seed_layout_end_to_end(dropout, rng):
 
 def test_gradcheck_paper_layout_with_weight_map(rng):
     model = UNet.paper(input_shape=(44, 44, 1), filters=2, depth=2, dtype="float64", seed=2)
-    nudge_biases(model, rng)
+    random_biases(model, rng)
     x = rng.random((1, 44, 44, 1))
     labels = rng.integers(0, 2, (1, 4, 4))
     weights = rng.uniform(1, 10, (1, 4, 4))
@@ -107,7 +107,7 @@ def test_gradcheck_paper_layout_with_weight_map(rng):
 def test_gradcheck_other_layouts(options, rng):
     size = 48 if options.get("padding") == "valid" else 8
     model = UNet((size, size, 1), filters=2, depth=2, dtype="float64", seed=3, **options)
-    nudge_biases(model, rng)
+    random_biases(model, rng)
     x = rng.random((1, size, size, 1))
     out = model.compute_output_shape(x.shape)
     if out[-1] > 1:
@@ -120,7 +120,7 @@ def test_gradcheck_other_layouts(options, rng):
 
 def test_directional_gradcheck_of_the_full_seed_unet(rng):
     model = UNet((16, 16, 1), dtype="float64", seed=4)  # all 31,031,685 parameters
-    nudge_biases(model, rng)
+    random_biases(model, rng)
     x = rng.random((1, 16, 16, 1))
     y = (rng.random((1, 16, 16, 1)) < 0.6).astype(np.float64)
     report = gradcheck(
@@ -300,3 +300,29 @@ def test_only_the_first_layer_checks_its_input_and_the_output_is_checked():
     model.down[1].conv1.params["kernel"][0, 0, 0, 0] = np.nan  # a weight diverged
     with pytest.raises(ValueError, match=r"UNet 'unet'.*NaN or infinite.*diverged"):
         model.predict(x)
+
+
+def test_backward_never_writes_into_an_array_a_layer_handed_back():
+    """Tutorial 03 records what pool1 and merge9 pass backwards; nothing may change them
+    afterwards (an in-place `d += d_skip` once did, and the lesson printed 1.6 for 0)."""
+    model = UNet((16, 16, 1), filters=2, depth=2, dtype="float64", seed=0)
+    handed_back = []
+
+    def recording(layer):
+        original = layer.backward
+
+        def backward(d):
+            out = original(d)
+            for a in out if isinstance(out, list) else [out]:
+                handed_back.append((layer.name, a, a.copy()))
+            return out
+
+        return backward
+
+    for layer in model.layers:
+        layer.backward = recording(layer)
+    x = np.random.default_rng(0).random((2, 16, 16, 1))
+    model.backward(np.random.default_rng(1).standard_normal(model.forward(x).shape))
+    assert len(handed_back) > len(model.layers)  # the merges hand back two each
+    changed = [name for name, a, before in handed_back if not np.array_equal(a, before)]
+    assert changed == []

@@ -38,7 +38,7 @@ from numpy_unet.layers import Conv2D, MaxPooling2D
 from numpy_unet.layers.conv2d import col2im, im2col
 from numpy_unet.layers.loops import conv2d_backward_loops, conv2d_forward_loops
 from numpy_unet.layers.padding import pad_same, same_padding
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, suppress=True, linewidth=100)
 print("quick mode: smaller sizes" if quick() else "full mode")
@@ -286,11 +286,14 @@ for k in (1, 2, 3):
 # %% [markdown]
 # Same numbers, very different speed. The loops run one Python iteration per output pixel
 # and filter; im2col copies the windows once and hands the arithmetic to BLAS.
+# (`fast=False` below keeps `Conv2D` on the im2col code of `layers/conv2d.py`. By default,
+# from 8 input channels on, it hands larger images to the speed engine in
+# `numpy_unet/fast/conv.py`, which gives the same numbers without the im2col copy.)
 
 # %%
 n, size, cin, cout = pick((2, 32, 32, 16), (1, 16, 8, 8))
 x_big = rng.standard_normal((n, size, size, cin)).astype(np.float32)
-conv = Conv2D(cout, 3, padding="same", seed=0, algorithm="im2col")  # the version above
+conv = Conv2D(cout, 3, padding="same", seed=0, fast=False)  # im2col, the version above
 conv.build(x_big.shape)
 t0 = time.perf_counter()
 fast = conv.forward(x_big)

@@ -35,7 +35,7 @@ from matplotlib.patches import Rectangle
 from numpy_unet import GradcheckError, UNet, gradcheck
 from numpy_unet.layers import Concatenate, MaxPooling2D, UpSampling2D
 from numpy_unet.layers.loops import maxpool_backward_loops, maxpool_forward_loops
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, suppress=True, linewidth=100)
 print("quick mode: fewer gradient checks" if quick() else "full mode")

@@ -14,7 +14,7 @@
 # - why a tensor used by two paths receives the **sum** of the two gradients, shown with
 #   numbers on a tiny network and checked by `gradcheck`;
 # - how skips let the gradient reach the first layer at every pixel, by a short path;
-# - where `numpy_unet/unet.py` does all this for the real network (`d = d + d_skips.pop()`).
+# - where `numpy_unet/model/unet.py` does all this for the real network (`d = d + d_skips.pop()`).
 #
 # **Time:** about 15 minutes to read; a few seconds to run, in full or in quick mode
 # (`NUMPY_UNET_QUICK=1`).
@@ -35,7 +35,7 @@ from matplotlib.patches import FancyBboxPatch
 from numpy_unet import GradcheckError, UNet, gradcheck
 from numpy_unet.data import synthetic_membranes
 from numpy_unet.layers import Concatenate, Conv2D, MaxPooling2D, UpSampling2D
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=3, suppress=True, linewidth=100)
 print("quick mode: a smaller image for the figure" if quick() else "full mode")
@@ -436,14 +436,15 @@ save(fig, "03_gradient_flow.png")
 forward_lines, forward_start = inspect.getsourcelines(UNet.forward)
 for k, line in enumerate(forward_lines):
     if any(key in line for key in ("skips.append", "skips.pop", "merge.forward")):
-        print(f"numpy_unet/unet.py:{forward_start + k}: {line.strip()}")
+        print(f"numpy_unet/model/unet.py:{forward_start + k}: {line.strip()}")
 
 # %% [markdown]
 # And here is the whole `backward`. The concatenation splits the gradient
 # (`d_skip, d = level.merge.backward(d)`), the skip parts wait on a stack while the
 # gradient goes down to the bottom of the U and back up, and at each encoder level the
 # skip's part is added to the part that came up through the pooling
-# (`d = d + d_skips.pop()`), just before the level's convs. The arrows mark these lines.
+# (`d = level.pool.backward(d) + d_skips.pop()`), just before the level's convs. The arrows
+# mark these lines.
 
 # %%
 backward_lines, backward_start = inspect.getsourcelines(UNet.backward)
@@ -491,6 +492,7 @@ for key, value in recorded.items():
 total = recorded["skip part"] + recorded["pool part"]
 difference = np.abs(recorded["received by conv1_2"] - total).max()
 print(f"max |received - (skip part + pool part)| = {difference:.1e}")
+assert difference < 1e-12, "the gradient conv1_2 receives is not skip part + pool part"
 
 # %% [markdown]
 # Finally, count the convs between each level's output and the loss along the two routes,
@@ -519,7 +521,7 @@ for level in range(1, depth + 1):
 #   Forgetting one of them is a silent bug that `gradcheck` catches.
 # - Without the skip, the first layer hears from the loss only at the pooling winners and
 #   only through the bottleneck; with it, at every pixel and through a few convs.
-# - In `numpy_unet/unet.py` the split is `d_skip, d = level.merge.backward(d)` and the sum
-#   is `d = d + d_skips.pop()`.
+# - In `numpy_unet/model/unet.py` the split is `d_skip, d = level.merge.backward(d)` and the
+#   sum is `d = level.pool.backward(d) + d_skips.pop()`.
 #
 # Next, tutorial 04 assembles the full network from the seed's Keras code.

@@ -23,7 +23,7 @@
 #
 # If you know PyTorch: there is no `nn.Module` tree or autograd here. A `UNet` holds plain
 # layer objects, each with `forward`, `backward`, `params` and `grads`, and
-# `numpy_unet/unet.py` wires them together by hand.
+# `numpy_unet/model/unet.py` wires them together by hand.
 
 # %%
 # ruff: noqa: E402
@@ -38,8 +38,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from numpy_unet import UNet
 from numpy_unet.layers import Conv2D, Conv2DTranspose
-from numpy_unet.sizes import output_length
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import pick, quick, save
 
 print("quick mode: smaller models for the forward passes" if quick() else "full mode")
 
@@ -581,13 +580,13 @@ assert model.count_params() - paper.count_params() == seed_head - paper_head
 # often. In Keras it appears deep inside `concatenate`; here the model checks the size
 # first and names the nearest valid ones.
 #
-# `numpy_unet.sizes.output_length(model, n)` gives the output length for an input length `n`,
+# `model.output_size(n)` gives the output length for an input length `n`,
 # or `None` if the model cannot take it.
 
 # %%
-seed_ok = [n for n in range(1, 330) if output_length(model, n)]
+seed_ok = [n for n in range(1, 330) if model.output_size(n)]
 print("seed UNet, valid sizes up to 329:", seed_ok)
-paper_ok = [(n, output_length(paper, n)) for n in range(1, 700) if output_length(paper, n)]
+paper_ok = [(n, paper.output_size(n)) for n in range(1, 700) if paper.output_size(n)]
 print("paper UNet, valid input -> output sizes below 700:")
 print("  " + ", ".join(f"{n}->{m}" for n, m in paper_ok))
 
@@ -665,7 +664,7 @@ print(f"forward pass: {seconds:.2f} s for {gflop:.2f} GFLOP = {gflop / seconds:.
 # values mean nothing yet: the network is untrained. The GFLOP/s figure measures how well
 # NumPy's matrix product (BLAS) is used: each conv is a few large `matmul`s, after `im2col`
 # (tutorial 01) for few channels and small images, otherwise as a sum of shifted products
-# that needs no im2col copy (`numpy_unet/layers/conv_shifted.py`).
+# that needs no im2col copy (`numpy_unet/fast/conv.py`).
 #
 # A model accepts any valid size, not only the one it was built for, and the height and
 # width need not be equal. Only the channel count is fixed, by the first conv's kernel.

@@ -36,11 +36,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from numpy_unet import GradcheckError, UNet, gradcheck
-from numpy_unet.gradcheck import ModelWithLoss
+from numpy_unet.gradcheck import ModelWithLoss, away_from_kinks
 from numpy_unet.layers import Conv2D, Layer, MaxPooling2D, ReLU
 from numpy_unet.losses import BinaryCrossentropy
-from numpy_unet.selfcheck import away_from_zero, builtin_checks
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.selfcheck import builtin_checks
+from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, linewidth=100)
 print("quick mode: smaller networks" if quick() else "full mode")
@@ -110,7 +110,7 @@ print(report)
 #
 # ## 2. Every layer of the package
 #
-# `numpy_unet.selfcheck.builtin_checks()` runs the checker on each layer and loss of the
+# `numpy_unet.teach.selfcheck.builtin_checks()` runs the checker on each layer and loss of the
 # package with small random float64 inputs: convs with 1x1, 2x2 and 3x3 kernels in both
 # paddings, transposed convs, pooling, up-sampling, concatenation, cropping, dropout in
 # training mode, the three activations and the three losses. The command
@@ -158,7 +158,7 @@ class LeakyReLU(Layer):
         return dy * slope
 
 
-x = away_from_zero(np.random.default_rng(1).standard_normal((2, 4, 4, 3)))
+x = away_from_kinks(np.random.default_rng(1).standard_normal((2, 4, 4, 3)))
 try:
     gradcheck(LeakyReLU(name="leaky_relu_buggy"), x)
 except GradcheckError as err:
@@ -194,8 +194,8 @@ class FixedLeakyReLU(LeakyReLU):
 print(gradcheck(FixedLeakyReLU(name="leaky_relu_fixed"), x))
 
 # %% [markdown]
-# Why `away_from_zero(x)`? The LeakyReLU has a kink at 0. Section 5 explains why a finite
-# difference must not straddle it. `numpy_unet.selfcheck.away_from_zero` moves every value
+# Why `away_from_kinks(x)`? The LeakyReLU has a kink at 0. Section 5 explains why a finite
+# difference must not straddle it. `numpy_unet.gradcheck.away_from_kinks` moves every value
 # out of `(-1e-3, 1e-3)`, far more than `eps = 1e-6`.
 #
 # ## 4. Why float64: the V-shaped error of finite differences
@@ -427,14 +427,14 @@ for c in report.checks:
 
 
 # %%
-def nudge_biases(model: UNet, rng: np.random.Generator, scale: float = 0.1) -> None:
+def random_biases(model: UNet, rng: np.random.Generator, scale: float = 0.1) -> None:
     """Give every bias a small random value, moving pre-activations off the ReLU's kink."""
     for name, p in model.params.items():
         if name.endswith("/bias"):
             p[...] = scale * rng.standard_normal(p.shape)
 
 
-nudge_biases(tiny, rng)
+random_biases(tiny, rng)
 print("pre-activations exactly 0 after nudging:", exact_zeros(tiny, x) or "none")
 report = gradcheck(ModelWithLoss(tiny, BinaryCrossentropy(), y), x, raise_exception=False)
 print(f"passed = {report.passed}, worst relative error {report.max_rel_error:.1e}")
@@ -507,7 +507,7 @@ print(gradcheck(pool, smooth))
 filters, n_directions = pick(64, 8), 2
 rng = np.random.default_rng(4)
 full = UNet((16, 16, 1), filters=filters, dtype="float64", seed=4)
-nudge_biases(full, rng)  # section 5: keep pre-activations off the ReLU's kink
+random_biases(full, rng)  # section 5: keep pre-activations off the ReLU's kink
 x = rng.random((1, 16, 16, 1))
 y = (rng.random((1, 16, 16, 1)) < 0.6).astype(np.float64)
 per_forward = np.inf
@@ -555,7 +555,7 @@ print(f"\n{len(report.checks)} tensors, {n_directions} directions each, in {seco
 
 # %%
 small = UNet((16, 16, 1), filters=8, dtype="float64", seed=5)
-nudge_biases(small, np.random.default_rng(5))
+random_biases(small, np.random.default_rng(5))
 victim = next(layer for layer in small.layers if layer.name == "conv7_1")
 correct_backward = victim.backward
 
@@ -594,7 +594,7 @@ del victim.backward  # back to the correct method
 # 1. The protocol: `forward(x, training=False)` returns `y`; `backward(dy)` returns `dx`
 #    and sets `self.grads` with the same keys as `self.params`.
 # 2. Float64 everywhere: parameters, inputs, and whatever `forward` computes with.
-# 3. Inputs away from kinks (`away_from_zero`), continuous values (no ties), and biases that
+# 3. Inputs away from kinks (`away_from_kinks`), continuous values (no ties), and biases that
 #    are not exactly 0 in anything with a ReLU.
 # 4. A layer that draws random numbers (like dropout) keeps its `np.random.Generator` as
 #    an attribute; the checker replays it. Then check with `training=True`.

@@ -34,7 +34,7 @@ from numpy_unet.gradcheck import ModelWithLoss
 from numpy_unet.layers import Sigmoid, Softmax
 from numpy_unet.layers.activations import sigmoid
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss
-from numpy_unet.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, suppress=False, linewidth=100)
 print("quick mode" if quick() else "full mode")

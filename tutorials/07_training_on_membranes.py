@@ -37,13 +37,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from numpy_unet import UNet
+from numpy_unet.app.plotting import plot_history, plot_predictions
 from numpy_unet.data import Augmenter
 from numpy_unet.losses import BinaryCrossentropy
 from numpy_unet.metrics import connected_components, evaluate
 from numpy_unet.optimizers import Adam
-from numpy_unet.plotting import plot_history, plot_predictions
-from numpy_unet.training import train_step
-from numpy_unet.tutorial import figures_dir, membranes, pick, quick, save
+from numpy_unet.teach.tutorial import figures_dir, membranes, pick, quick, save
+from numpy_unet.train.fit import train_step
 
 SIZE = pick(128, 64)  # image height and width (a multiple of 16: the UNet pools 4 times)
 FILTERS = pick(8, 4)  # filters of the first level; the seed has 64
@@ -197,7 +197,7 @@ print(f"conv1_1/kernel moved by {change.max():.4f} at most: Adam's first step mo
 print(f"weight by about the learning rate ({LEARNING_RATE}), whatever its gradient's size")
 
 # %% [markdown]
-# `numpy_unet.training.train_step` is exactly these four lines; `model.fit` calls it once
+# `numpy_unet.train.fit.train_step` is exactly these four lines; `model.fit` calls it once
 # per batch:
 
 # %%

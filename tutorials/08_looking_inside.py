@@ -31,7 +31,7 @@ from numpy_unet.data import Augmenter
 from numpy_unet.losses import BinaryCrossentropy
 from numpy_unet.metrics import dice
 from numpy_unet.optimizers import Adam
-from numpy_unet.tutorial import membranes, pick, quick, save
+from numpy_unet.teach.tutorial import membranes, pick, quick, save
 
 SIZE = pick(128, 64)
 FILTERS = pick(8, 4)

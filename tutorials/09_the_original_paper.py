@@ -31,15 +31,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from numpy_unet import UNet
+from numpy_unet.app.plotting import plot_predictions
 from numpy_unet.data import ElasticDeformation, weight_map
 from numpy_unet.data.elastic import apply_elastic, displacement_field, elastic_displacement
 from numpy_unet.layers import Conv2DTranspose, Cropping2D
 from numpy_unet.metrics import connected_components, evaluate
-from numpy_unet.paper import paper_recipe
-from numpy_unet.plotting import plot_predictions
-from numpy_unet.sizes import center_crop, nearest_valid, output_length
-from numpy_unet.tiling import mirror_indices, predict_tiled, tile_input, tile_layout
-from numpy_unet.tutorial import figures_dir, membranes, pick, quick, save
+from numpy_unet.model.unet import center_crop
+from numpy_unet.teach.tutorial import figures_dir, membranes, pick, quick, save
+from numpy_unet.train.paper import paper_recipe
+from numpy_unet.train.tiling import mirror_indices, predict_tiled, tile_input, tile_layout
 
 print("quick mode" if quick() else "full mode")
 
@@ -62,8 +62,8 @@ print("...\n" + "\n".join(lines[-6:]))
 assert paper.count_params() == 31_030_658
 
 # %% [markdown]
-# `numpy_unet.sizes.output_length(model, n)` gives the output length for an input length `n`
-# (`None` if the network cannot take it), and `nearest_valid(model, n)` the accepted
+# `model.output_size(n)` gives the output length for an input length `n`
+# (`None` if the network cannot take it), and `model.nearest_valid_sizes(n)` the accepted
 # lengths just below and above. Valid tiles are 16 apart, like the seed's sizes, but their
 # outputs are 184 pixels smaller. Where do the 184 pixels go? Each unpadded 3x3 conv loses
 # one pixel on each side, 2 in all, at its own resolution. At level `k` of the U (k = 0 at
@@ -73,14 +73,14 @@ assert paper.count_params() == 31_030_658
 
 # %%
 for n in (572, 570, 512, 256):
-    print(f"input {n}: output {output_length(paper, n)}, nearest valid {nearest_valid(paper, n)}")
+    print(f"input {n}: output {paper.output_size(n)}, nearest valid {paper.nearest_valid_sizes(n)}")
 lost = sum(4 * 2**k for k in range(4)) + 4 * 2**4 + sum(4 * 2**k for k in range(4))
 print(f"60 + 64 + 60 = {lost} = 572 - 388; each output pixel has {lost // 2} px of context")
 
 # %% [markdown]
 # A skip is saved on the way down. By the time the path comes back up to its level, the
 # convs below have eaten into the map, so the skip is larger than the up-sampled map that
-# meets it. `sizes.center_crop` computes how much to cut from each side and
+# meets it. `numpy_unet.model.unet.center_crop` computes how much to cut from each side and
 # `layers.Cropping2D` cuts it (its backward puts zeros where the cut pixels were).
 #
 # The paper's "up-convolution" is a 2x2 transposed conv with stride 2 and no activation:
@@ -127,7 +127,6 @@ def walk(model: UNet, x: np.ndarray) -> np.ndarray:
     for level in model.up:  # expanding path
         skip = skips.pop()
         u = level.upconv.forward(x)  # (N, 2h, 2w, C/2): the transposed conv
-        level.crop.cropping = center_crop(skip.shape, u.shape)
         merged = level.merge.forward([level.crop.forward(skip), u])  # skip first
         x = level.conv2.forward(level.conv1.forward(merged))
         print(
@@ -287,9 +286,9 @@ net = UNet.paper(input_shape=(84, 84, 1), filters=4, depth=2, dtype="float64", s
 H, W = 120, 100  # any size
 image = images[1, :H, :W].astype(np.float64)  # (H, W, 1)
 TILE = 84
-context = (TILE - output_length(net, TILE)) // 2
+context = (TILE - net.output_size(TILE)) // 2
 tiles = tile_layout(net, image.shape, tile=TILE)
-print(f"tile {TILE} -> output {output_length(net, TILE)}, context {context} px; {len(tiles)} tiles")
+print(f"tile {TILE} -> output {net.output_size(TILE)}, context {context} px; {len(tiles)} tiles")
 for t in tiles[:3]:
     print(f"  input {t.input_rows} x {t.input_cols} -> output {t.output_rows} x {t.output_cols}")
 print(f"mirror_indices(-3, 3, {H}) = {mirror_indices(-3, 3, H)}: the border is not repeated")
@@ -379,8 +378,8 @@ def train(filters: int) -> tuple[UNet, np.ndarray, dict, dict]:
     """The paper's recipe on a depth-3 paper network with ``filters`` filters."""
     model = UNet.paper(input_shape=(T, T, 1), filters=filters, depth=3, seed=0)
     options = paper_recipe(model, y_train, seed=0)  # compiles: SGD(0.003, momentum=0.99)
-    below = nearest_valid(model, 128)[0]  # 128 is not a valid tile; T is the one below it
-    print(f"tile {below} -> output {output_length(model, below)}, {model.count_params():,} params")
+    below = model.nearest_valid_sizes(128)[0]  # 128 is not a valid tile; T is the one below it
+    print(f"tile {below} -> output {model.output_size(below)}, {model.count_params():,} params")
     t0 = time.perf_counter()  # then fit on whole images, one random tile per step
     run = dict(epochs=EPOCHS, steps_per_epoch=STEPS, validation_data=(x_val, y_val), verbose=2)
     history = model.fit(x_train, y_train, **run, **options).history
@@ -449,7 +448,7 @@ print(alive(model, x_val))  # the network trained above
 # ## Summary
 #
 # - `UNet.paper()`: valid 3x3 convs (2 px each), centre-cropped skips, 2x2 transposed convs
-#   halving the channels; 572 -> 388, 31,030,658 parameters; `sizes.nearest_valid` for tiles.
+#   halving the channels; 572 -> 388, 31,030,658 parameters; `model.nearest_valid_sizes` for tiles.
 # - `data.weight_map`: class balance plus `w0 exp(-(d1 + d2)^2 / 2 sigma^2)`; the membranes
 #   between cells carry most of the weight. `ElasticDeformation`: 3x3 random vectors, a
 #   smooth field, a backward warp; masks stay binary.

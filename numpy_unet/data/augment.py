@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .resample import resample
+
 
 @dataclass(frozen=True)
 class Transform:
@@ -117,42 +119,6 @@ def source_coordinates(
     return rows, cols
 
 
-def resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, order: int) -> np.ndarray:
-    """Read ``x`` at the points ``(rows, cols)``, with edge pixels repeated outside.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        ``(H, W, C)`` input, with ``H, W >= 2``.
-    rows, cols : numpy.ndarray
-        ``(H', W')`` coordinates in ``x`` (from `source_coordinates`).
-    order : {0, 1}
-        0: nearest pixel (values are copied, so a binary mask stays binary);
-        1: bilinear, the four surrounding pixels weighted by closeness.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H', W', C)`` array, of ``x``'s dtype.
-    """
-    h, w = x.shape[:2]
-    rows = np.clip(rows, 0, h - 1)  # points outside read the nearest edge pixel
-    cols = np.clip(cols, 0, w - 1)
-    if order == 0:
-        return x[np.floor(rows + 0.5).astype(int), np.floor(cols + 0.5).astype(int)]
-    if order != 1:
-        raise ValueError(f"order must be 0 (nearest) or 1 (bilinear), got {order!r}")
-    # the top-left neighbour (at most the second-last pixel, so that +1 stays inside) and
-    # the fractional position between it and the next pixel, in [0, 1]
-    r0 = np.minimum(np.floor(rows).astype(int), h - 2)
-    c0 = np.minimum(np.floor(cols).astype(int), w - 2)
-    fr = (rows - r0)[..., None].astype(x.dtype)
-    fc = (cols - c0)[..., None].astype(x.dtype)
-    top = (1 - fc) * x[r0, c0] + fc * x[r0, c0 + 1]
-    bottom = (1 - fc) * x[r0 + 1, c0] + fc * x[r0 + 1, c0 + 1]
-    return ((1 - fr) * top + fr * bottom).astype(x.dtype)
-
-
 def apply_transform(
     image: np.ndarray, mask: np.ndarray, t: Transform
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +130,8 @@ def apply_transform(
     image, mask = flip_rotate(image, t), flip_rotate(mask, t)
     if t.has_affine:
         rows, cols = source_coordinates(image.shape[:2], t.shift, t.shear, t.zoom)
-        image = resample(image, rows, cols, order=1)
-        mask = resample(mask, rows, cols, order=0)
+        image = resample(image, rows, cols, order=1).astype(image.dtype)  # bilinear
+        mask = resample(mask, rows, cols, order=0)  # nearest: stays 0 or 1
     return image, mask
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import reflect_index
+from .resample import resample
 
 __all__ = [
     "Compose",
@@ -117,41 +117,6 @@ def elastic_displacement(
     return r - u[..., 0], c - u[..., 1]
 
 
-# -- resampling -------------------------------------------------------------------------------
-def _keys_weights(f: np.ndarray) -> list[np.ndarray]:
-    """Cubic-convolution weights of the taps at ``floor(x) - 1 .. floor(x) + 2``.
-
-    Keys' kernel with ``a = -0.5``: ``k(t) = 1.5|t|^3 - 2.5|t|^2 + 1`` for ``|t| <= 1``,
-    ``-0.5|t|^3 + 2.5|t|^2 - 4|t| + 2`` for ``1 < |t| < 2``, evaluated at the tap distances
-    ``1 + f, f, 1 - f, 2 - f`` with ``f = x - floor(x)``. They sum to 1; at ``f = 0`` they are
-    exactly 0, 1, 0, 0.
-    """
-    f2, f3 = f**2, f**3
-    return [
-        -0.5 * f3 + f2 - 0.5 * f,  # k(1 + f)
-        1.5 * f3 - 2.5 * f2 + 1,  # k(f)
-        -1.5 * f3 + 2 * f2 + 0.5 * f,  # k(1 - f)
-        0.5 * f3 - 0.5 * f2,  # k(2 - f)
-    ]
-
-
-def _resample(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, cubic: bool) -> np.ndarray:
-    """Read ``(H, W, C)`` ``x`` at ``(rows, cols)``, mirrored outside; float64 ``(H', W', C)``."""
-    h, w = x.shape[:2]
-    r0, c0 = np.floor(rows), np.floor(cols)
-    if cubic:
-        offsets, wr, wc = (-1, 0, 1, 2), _keys_weights(rows - r0), _keys_weights(cols - c0)
-    else:  # bilinear
-        offsets, wr, wc = (0, 1), [1 - (rows - r0), rows - r0], [1 - (cols - c0), cols - c0]
-    r0, c0 = r0.astype(int), c0.astype(int)
-    out = np.zeros(rows.shape + x.shape[2:])
-    for i, di in enumerate(offsets):
-        ri = reflect_index(r0 + di, h)
-        for j, dj in enumerate(offsets):
-            out += (wr[i] * wc[j])[..., None] * x[ri, reflect_index(c0 + dj, w)]
-    return out
-
-
 def apply_elastic(
     image: np.ndarray, mask: np.ndarray, displacements: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +127,11 @@ def apply_elastic(
     Returns new arrays of the inputs' shapes and dtypes.
     """
     rows, cols = elastic_displacement(image.shape[:2], displacements)
-    warped = _resample(image, rows, cols, cubic=True)  # (H, W, C)
+    warped = resample(image, rows, cols, order=3, edge="reflect")  # (H, W, C), float64
     warped = np.clip(warped, image.min(axis=(0, 1)), image.max(axis=(0, 1)))  # no overshoot
     if np.issubdtype(image.dtype, np.integer):
         warped = np.rint(warped)
-    binary = _resample(mask, rows, cols, cubic=False) >= 0.5  # (H, W, C')
+    binary = resample(mask, rows, cols, order=1, edge="reflect") >= 0.5  # (H, W, C')
     return warped.astype(image.dtype), binary.astype(mask.dtype)
 
 

@@ -26,7 +26,6 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 
 from .resize import _is_positive_int, _parse_size, resize
@@ -251,6 +250,8 @@ def _read_pixels(path: Path, where: str) -> np.ndarray:
                 "read stacks with read_tiff_stack"
             )
         return pages[0]
+    import matplotlib.image  # here, not at the top: only reading PNG/JPEG/BMP needs it
+
     try:
         pixels = matplotlib.image.imread(path)
     except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a bad file

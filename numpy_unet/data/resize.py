@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .resample import resample
+
 
 def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resize a 2-D image.
@@ -69,14 +71,12 @@ def _resize_axis(a: np.ndarray, n: int, axis: int) -> np.ndarray:
         f = length // n
         blocks = a.reshape((n, f, -1) if axis == 0 else (-1, n, f))
         return blocks.mean(axis=axis + 1)
-    # bilinear: the position in the input of each output pixel centre, clamped to the image
+    # bilinear: the position in the input of each output pixel centre, clamped to the image;
+    # the other axis is read at whole positions, where bilinear weights are exactly 1 and 0
     x = np.clip((np.arange(n) + 0.5) * (length / n) - 0.5, 0, length - 1)
-    left = np.floor(x).astype(np.intp)
-    right = np.minimum(left + 1, length - 1)
-    t = x - left  # weight of the right neighbour
-    if axis == 1:
-        return a[:, left] * (1 - t) + a[:, right] * t
-    return a[left] * (1 - t[:, None]) + a[right] * t[:, None]
+    other = np.arange(a.shape[1 - axis])
+    rows, cols = (x[:, None], other[None, :]) if axis == 0 else (other[:, None], x[None, :])
+    return resample(a[..., None], rows, cols, order=1)[..., 0]
 
 
 def _parse_size(size: object, where: str) -> tuple[int, int]:

@@ -32,20 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .resample import reflect_index
+
 # -- Gaussian blur, written out -----------------------------------------------------------------
-
-
-def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
-    """Fold indices into ``[0, n)`` by mirror reflection about the edge pixels.
-
-    ``-1 -> 1``, ``-2 -> 2``, ``n -> n - 2``: the same as ``np.pad(mode="reflect")``, repeated
-    as often as needed, so a kernel may be wider than the image.
-    """
-    if n == 1:
-        return np.zeros_like(index)
-    period = 2 * (n - 1)
-    index = np.abs(index) % period
-    return np.where(index >= n, period - index, index)
 
 
 def gaussian_matrix(n: int, sigma: float) -> np.ndarray:

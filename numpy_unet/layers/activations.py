@@ -87,8 +87,10 @@ class Softmax(Layer):
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "softmax": Softmax}
 
 
-def get_activation(name: str | None, where: str) -> Layer | None:
-    """The activation layer for a Keras activation name (``None`` or ``"linear"``: none)."""
+def get_activation(name: str | None, where: str, retain_cache: bool = True) -> Layer | None:
+    """The activation layer for a Keras activation name (``None`` or ``"linear"``: none),
+    inside the layer named ``where``: it keeps its cache as that layer does, and does not
+    check its input for NaN (the layer's output, computed from input the layer checked)."""
     if name is None or name == "linear":
         return None
     if name not in ACTIVATIONS:
@@ -96,6 +98,4 @@ def get_activation(name: str | None, where: str) -> Layer | None:
             f"{where}: activation must be None, 'linear' or one of {sorted(ACTIVATIONS)}, "
             f"got {name!r}"
         )
-    activation = ACTIVATIONS[name](name=f"{where}/{name}")
-    activation.check_finite = False  # it sees the conv's output, computed from checked input
-    return activation
+    return ACTIVATIONS[name](name=f"{where}/{name}", retain_cache=retain_cache, check_finite=False)

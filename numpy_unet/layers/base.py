@@ -45,6 +45,18 @@ def as_float_dtype(dtype: object, where: str) -> np.dtype:
     return dt
 
 
+def count_nonfinite(x: np.ndarray) -> int:
+    """How many NaN or infinite values ``x`` holds.
+
+    A NaN or inf makes the sum non-finite: one fast reduction instead of a boolean array per
+    call; only then count exactly (a finite sum that overflowed counts 0).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(x)):
+            return 0
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 class Layer:
     """Base class of all layers (see the module docstring for the protocol).
 
@@ -52,9 +64,21 @@ class Layer:
     ----------
     name : str, optional
         Keras-style name; by default the class name in snake case with a counter.
+    retain_cache : bool
+        True: ``backward`` may run again (with another dy) after one ``forward``. False:
+        ``backward`` frees what its ``forward`` kept, as soon as it has used it, like
+        PyTorch's ``retain_graph=False``; a UNet builds its layers this way, so a training
+        step's activations go as soon as they can.
+    check_finite : bool
+        Check every input for NaN and inf (one pass over it). A UNet builds its layers with
+        False, except the first, and checks its output instead (a NaN anywhere inside
+        reaches the output); a Conv2D's activation gets False (its input is the conv's
+        output, computed from checked input).
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(
+        self, name: str | None = None, *, retain_cache: bool = True, check_finite: bool = True
+    ) -> None:
         self.name = name if name is not None else _default_name(type(self))
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -62,12 +86,8 @@ class Layer:
         self.input_shape: tuple | None = None  # (H, W, C) the layer was built for
         self._cache: tuple | None = None  # what forward keeps for backward
         self._out_shape: tuple = ()  # shape of the last forward's output
-        # False for an activation inside a Conv2D: the conv has checked its own input
-        self.check_finite = True
-        # True: backward may be called again (with another dy) after one forward. A UNet
-        # sets False on its layers, like PyTorch's retain_graph=False: each backward then
-        # frees what its forward kept, so a step's activations go as soon as they can.
-        self.retain_cache = True
+        self.retain_cache = bool(retain_cache)
+        self.check_finite = bool(check_finite)
 
     # -- the protocol -------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -151,12 +171,8 @@ class Layer:
                 f"{self.describe()}: expected a float32 or float64 input, got dtype {x.dtype}. "
                 "Convert it first, e.g. x.astype('float32') / 255 for 8-bit images."
             )
-        # A NaN or inf makes the sum non-finite: one fast reduction instead of a boolean array
-        # per call; only then count exactly (a finite sum that overflowed counts 0 and passes).
         if self.check_finite:
-            with np.errstate(over="ignore", invalid="ignore"):
-                suspicious = not np.isfinite(np.sum(x))
-            bad = int(x.size - np.count_nonzero(np.isfinite(x))) if suspicious else 0
+            bad = count_nonfinite(x)
             if bad:
                 raise ValueError(
                     f"{self.describe()}: input contains {bad} NaN or infinite value(s) out of "
@@ -177,6 +193,10 @@ class Layer:
         self._cache = cache
         self._out_shape = y.shape
         return y
+
+    def clear_cache(self) -> None:
+        """Forget what the last ``forward`` kept for ``backward`` (inference keeps nothing)."""
+        self._cache = None
 
     def _take_cache(self) -> tuple:
         """What forward kept for backward; forgotten here unless ``retain_cache``."""

@@ -24,8 +24,8 @@ class Concatenate(Layer):
     below, so the encoder adds this to the gradient arriving from that path.
     """
 
-    def __init__(self, axis: int = -1, name: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(self, axis: int = -1, name: str | None = None, **options: bool) -> None:
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         if axis not in (1, 2, 3, -1, -2, -3):
             raise ValueError(
                 f"{self.describe()}: axis must be 1, 2 or 3 (or -3..-1) for (N, H, W, C) "
@@ -37,31 +37,34 @@ class Concatenate(Layer):
         self.built = True  # nothing to create; input_shapes is a list, one per input
 
     def compute_output_shape(self, input_shapes: list[tuple]) -> tuple:
-        shape = list(input_shapes[0])
-        shape[self.axis] = sum(s[self.axis] for s in input_shapes)
-        return tuple(shape)
-
-    def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
-        if isinstance(xs, np.ndarray) or len(xs) < 2:
-            raise ValueError(f"{self.describe()}: forward() takes a list of at least two tensors")
-        xs = [self._check_input(x) for x in xs]
-        first = xs[0]
-        for k, x in enumerate(xs[1:], start=1):
-            other = [d for d in range(4) if d != self.axis]
-            if [x.shape[d] for d in other] != [first.shape[d] for d in other]:
+        """The joined shape; a ValueError if the shapes differ on another axis."""
+        first = input_shapes[0]
+        other = [d for d in range(4) if d != self.axis]
+        for k, shape in enumerate(input_shapes[1:], start=1):
+            if [shape[d] for d in other] != [first[d] for d in other]:
                 hint = ""
-                if self.axis == 3 and x.shape[1:3] != first.shape[1:3]:
+                if self.axis == 3 and tuple(shape[1:3]) != tuple(first[1:3]):
                     hint = (
                         " In a UNet this means a pooling dropped a row or column: height "
                         "and width must be divisible by 2**depth (16 for four poolings)."
                     )
                 raise ValueError(
                     f"{self.describe()}: inputs must agree on every axis but {self.axis}; "
-                    f"input 0 has shape {first.shape}, input {k} has {x.shape}.{hint}"
+                    f"input 0 has shape {tuple(first)}, input {k} has {tuple(shape)}.{hint}"
                 )
-            if x.dtype != first.dtype:
+        out = list(first)
+        out[self.axis] = sum(s[self.axis] for s in input_shapes)
+        return tuple(out)
+
+    def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
+        if isinstance(xs, np.ndarray) or len(xs) < 2:
+            raise ValueError(f"{self.describe()}: forward() takes a list of at least two tensors")
+        xs = [self._check_input(x) for x in xs]
+        self.compute_output_shape([x.shape for x in xs])  # the shapes must fit together
+        for k, x in enumerate(xs[1:], start=1):
+            if x.dtype != xs[0].dtype:
                 raise ValueError(
-                    f"{self.describe()}: inputs must share a dtype; input 0 is {first.dtype}, "
+                    f"{self.describe()}: inputs must share a dtype; input 0 is {xs[0].dtype}, "
                     f"input {k} is {x.dtype}"
                 )
         y = np.concatenate(xs, axis=self.axis)

@@ -1,7 +1,8 @@
-"""Conv2D: the 2-D convolution of Keras (a cross-correlation), stride 1, fast im2col version.
+"""Conv2D: the 2-D convolution of Keras (a cross-correlation), stride 1, with im2col.
 
-The readable loop version of the same computation is ``loops.conv2d_forward_loops`` and
-``loops.conv2d_backward_loops``; the tests check that both give the same numbers.
+The same computation one index at a time is ``loops.conv2d_forward_loops`` and
+``loops.conv2d_backward_loops``; a faster one is ``numpy_unet/fast/conv.py``, behind the
+one switch ``fast`` below. The tests check that all three give the same numbers.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..fast import conv as fast_conv
 from .activations import get_activation
 from .base import Layer, as_float_dtype
-from .conv_shifted import shifted_backward, shifted_forward
 from .initializers import get_initializer
 from .padding import check_padding, conv_output_length, pad_same, pair, unpad_same
 
@@ -37,10 +38,8 @@ class Conv2D(Layer):
         db[f]          = sum_{n,h,w} dz[n,h,w,f]
         dxp[n,h+i,w+j,c] += sum_f dz[n,h,w,f] * K[i,j,c,f]   (then cut the padding off)
 
-    Two fast paths, picked by ``algorithm`` ('auto' chooses by channels and image size): the
-    shifted products of ``conv_shifted.py`` (kh*kw products, no copy of the input), and
-    im2col: every (kh, kw, Cin) window becomes one row of a matrix ``cols``
-    of shape (N*Ho*Wo, kh*kw*Cin); then ``z = cols @ K.reshape(-1, filters)`` is one BLAS
+    Computed with im2col: every (kh, kw, Cin) window becomes one row of a matrix ``cols``
+    of shape (N*Ho*Wo, kh*kw*Cin); then ``z = cols @ K.reshape(-1, filters)`` is one matrix
     product, ``dK = cols.T @ dz`` another, and ``dcols = dz @ K.T`` is folded back onto
     the input by adding each kernel offset's slice (col2im).
 
@@ -59,8 +58,12 @@ class Conv2D(Layer):
     seed : int, optional
         Seed of the kernel initializer.
     name : str, optional
-    algorithm : {'auto', 'im2col', 'shifted'}
-        Which fast path computes the convolution; both give the same numbers.
+    fast : bool
+        True: where ``numpy_unet.fast.conv.pays_off`` says so (8 or more input channels,
+        except small images), compute with the speed engine's shifted products instead of
+        the im2col below; the same numbers, faster. False: always the im2col below.
+    **options
+        ``retain_cache``, ``check_finite``: see :class:`Layer`.
     """
 
     def __init__(
@@ -74,12 +77,11 @@ class Conv2D(Layer):
         dtype: str = "float32",
         seed: int | None = None,
         name: str | None = None,
-        algorithm: str = "auto",
+        fast: bool = True,
+        **options: bool,
     ) -> None:
-        super().__init__(name)
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"Conv2D: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        self.algorithm = algorithm
+        super().__init__(name, **options)
+        self.fast = bool(fast)
         set_conv_options(
             self,
             filters,
@@ -105,20 +107,6 @@ class Conv2D(Layer):
         wo = conv_output_length(w, kw, self.padding)
         return (n, ho, wo, self.filters)
 
-    def _shifted(self, x_shape: tuple) -> bool:
-        """Shifted products (conv_shifted.py) or im2col? Measured, forward and backward
-        together, 2 threads: im2col's single, wider product wins below 8 input channels (9x
-        for 1 channel), and on small images with C <= F, where the shifted products waste
-        the padded grid's margin (27% of the work at 16x16): at 16x16 and below (25-30% for
-        the seed's and the demo's bottom layers), and at 32x32 from 256 channels (10-15%);
-        shifted wins everywhere else (2x for 32 channels at 256x256)."""
-        if self.algorithm != "auto":
-            return self.algorithm == "shifted"
-        _, ho, wo, f = self.compute_output_shape(x_shape)
-        c = x_shape[-1]
-        small = c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256))
-        return c >= 8 and not small
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._check_input(x)
         if not self.built:
@@ -132,46 +120,49 @@ class Conv2D(Layer):
                 f"{self.kernel_size[0]}x{self.kernel_size[1]} kernel with padding='valid'"
             )
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
-        bias = self.params["bias"] if self.use_bias else None
-        if self._shifted(x.shape):
-            z = shifted_forward(xp, self.params["kernel"], ho, wo, bias)  # (N, Ho, Wo, F)
+        kernel, bias = self.params["kernel"], self.params.get("bias")
+        use_fast = self.fast and fast_conv.pays_off(x.shape[-1], f, ho, wo)
+        if use_fast:  # the speed engine: the same numbers as the four lines below, faster
+            z = fast_conv.forward(xp, kernel, ho, wo, bias)  # (N, Ho, Wo, F)
         else:
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
-            z = cols @ self.params["kernel"].reshape(-1, f)  # (N*Ho*Wo, F)
-            z = z.reshape(n, ho, wo, f)  # (N, Ho, Wo, F)
+            z = (cols @ kernel.reshape(-1, f)).reshape(n, ho, wo, f)  # (N, Ho, Wo, F)
             if bias is not None:
                 z += bias
         y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)
-        return self._remember(y, x)
+        return self._remember(y, x, use_fast)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        (x,) = self._take_cache()
-        xp, x_shape = pad_same(x, *self.kernel_size, self.padding), x.shape  # (N, Hp, Wp, Cin)
-        # >>> exercise conv2d_backward: `numpy-unet exercises` cuts out this block
+        x, use_fast = self._take_cache()
+        xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
         dz = dz.astype(self.dtype, copy=False)
-        kernel = self.params["kernel"]
-        if self._shifted(x_shape):
-            dxp, dkernel = shifted_backward(xp, kernel, dz)
+        if use_fast:  # the speed engine, as in forward
+            dxp, dkernel = fast_conv.backward(xp, self.params["kernel"], dz)
             self.grads = {"kernel": dkernel}
             if self.use_bias:
                 self.grads["bias"] = dz.sum(axis=(0, 1, 2))
-            return unpad_same(dxp, x_shape, *self.kernel_size, self.padding)
-        dz = dz.reshape(-1, self.filters)  # (N*Ho*Wo, F)
-        cols = im2col(xp, *self.kernel_size)  # recomputed, not cached: saves 9x memory
-        self.grads = {"kernel": (cols.T @ dz).reshape(kernel.shape)}  # (kh, kw, Cin, F)
-        if self.use_bias:
-            self.grads["bias"] = dz.sum(axis=0)  # (F,)
-        dcols = dz @ kernel.reshape(-1, self.filters).T  # (N*Ho*Wo, kh*kw*Cin)
-        dxp = col2im(dcols, xp.shape, *self.kernel_size)  # (N, Hp, Wp, Cin)
-        return unpad_same(dxp, x_shape, *self.kernel_size, self.padding)  # (N, H, W, Cin)
-        # <<< exercise conv2d_backward
+        else:
+            # >>> exercise conv2d_backward: `numpy-unet exercises` cuts out this block
+            kernel = self.params["kernel"]  # (kh, kw, Cin, F)
+            dz = dz.reshape(-1, self.filters)  # (N*Ho*Wo, F)
+            cols = im2col(xp, *self.kernel_size)  # recomputed, not cached: saves 9x memory
+            self.grads = {"kernel": (cols.T @ dz).reshape(kernel.shape)}  # (kh, kw, Cin, F)
+            if self.use_bias:
+                self.grads["bias"] = dz.sum(axis=0)  # (F,)
+            dcols = dz @ kernel.reshape(-1, self.filters).T  # (N*Ho*Wo, kh*kw*Cin)
+            dxp = col2im(dcols, xp.shape, *self.kernel_size)  # (N, Hp, Wp, Cin)
+            # <<< exercise conv2d_backward
+        return unpad_same(dxp, x.shape, *self.kernel_size, self.padding)  # (N, H, W, Cin)
 
-
-ALGORITHMS = ("auto", "im2col", "shifted")
+    def clear_cache(self) -> None:
+        """Forget what forward kept, the activation's too."""
+        super().clear_cache()
+        if self.activation is not None:
+            self.activation.clear_cache()
 
 
 def set_conv_options(
@@ -193,7 +184,7 @@ def set_conv_options(
     layer.kernel_size = pair(kernel_size, "kernel_size", where)
     layer.padding = check_padding(padding, where)
     layer.activation_name = activation
-    layer.activation = get_activation(activation, layer.name)
+    layer.activation = get_activation(activation, layer.name, layer.retain_cache)
     layer.use_bias = bool(use_bias)
     layer.kernel_initializer = kernel_initializer
     layer._init = get_initializer(kernel_initializer, where)

@@ -25,15 +25,17 @@ class Conv2DTranspose(Layer):
 
         yf[n, s*h+i, s*w+j, f] += sum_c x[n,h,w,c] * K[i,j,f,c]      y = act(crop(yf) + b)
 
-    Backward (dyf = dL/dyf, the cropped rows filled with zeros)::
+    Backward, with dz = dL/dz (the activation's backward applied to dy, z = crop(yf) + b)
+    and dyf = dz placed back on the full output, zeros in the cropped rows::
 
         dx[n,h,w,c] = sum_{i,j,f} dyf[n, s*h+i, s*w+j, f] * K[i,j,f,c]
         dK[i,j,f,c] = sum_{n,h,w} dyf[n, s*h+i, s*w+j, f] * x[n,h,w,c]
         db[f]       = sum_{n,h,w} dz[n,h,w,f]
 
-    Fast path: one BLAS product ``x (N*H*W, Cin) @ K (Cin, kh*kw*F)`` gives every patch at
-    once; each kernel offset (i, j) is then added to the output with stride s. Backward
-    gathers the same strided slices and uses two more BLAS products.
+    Computed with one matrix product ``x (N*H*W, Cin) @ K (Cin, kh*kw*F)``, which gives
+    every patch at once; each kernel offset (i, j) is then added to the output with stride
+    s. Backward gathers the same strided slices and uses two more products. The loop
+    version is ``loops.conv2d_transpose_forward_loops``.
 
     Parameters are those of :class:`Conv2D`, plus ``strides`` (default 2).
     """
@@ -50,8 +52,9 @@ class Conv2DTranspose(Layer):
         dtype: str = "float32",
         seed: int | None = None,
         name: str | None = None,
+        **options: bool,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         set_conv_options(
             self,
             filters,

@@ -44,8 +44,9 @@ class Cropping2D(Layer):
         self,
         cropping: int | tuple = ((0, 0), (0, 0)),
         name: str | None = None,
+        **options: bool,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         self.cropping = _cropping(cropping, self.describe())
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

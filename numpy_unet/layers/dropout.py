@@ -27,8 +27,10 @@ class Dropout(Layer):
     float64). The gradient checker finds ``rng`` and replays the same mask on every call.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, name: str | None = None) -> None:
-        super().__init__(name)
+    def __init__(
+        self, rate: float, seed: int | None = None, name: str | None = None, **options: bool
+    ) -> None:
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"{self.describe()}: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)

@@ -1,4 +1,4 @@
-"""Keras's weight initializers: ``he_normal``, ``glorot_uniform`` and ``zeros``.
+"""Keras's weight initializers: ``he_normal`` and ``glorot_uniform``.
 
 Fans are computed from the kernel's shape as Keras does: for a kernel
 ``(kh, kw, a, b)``, ``fan_in = kh * kw * a`` and ``fan_out = kh * kw * b``.

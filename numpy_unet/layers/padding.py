@@ -32,17 +32,25 @@ def check_padding(padding: str, where: str) -> str:
     return padding
 
 
-def pair(value: int | tuple[int, int], what: str, where: str) -> tuple[int, int]:
-    """Keras accepts ``3`` or ``(3, 3)`` for sizes: return a pair of positive ints."""
-    if isinstance(value, int):
-        value = (value, value)
-    try:
-        a, b = (int(v) for v in value)
-    except (TypeError, ValueError) as err:
-        message = f"{where}: {what} must be an int or a pair of ints, got {value!r}"
-        raise ValueError(message) from err
-    if a < 1 or b < 1:
-        raise ValueError(f"{where}: {what} must be positive, got {value!r}")
+def pair(value: int | tuple[int, int], what: str, where: str, minimum: int = 1) -> tuple[int, int]:
+    """Keras accepts ``3`` or ``(3, 3)`` for sizes: return a pair of ints >= ``minimum``.
+
+    Whole numbers of any integer or float type are accepted (``np.int64(2)``, ``2.0``);
+    anything else, or a value below ``minimum``, is a ValueError naming ``where``.
+    """
+    values = (value, value) if np.ndim(value) == 0 else tuple(np.ravel(value))
+    whole = len(values) == 2 and all(
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
+        and float(v).is_integer()
+        for v in values
+    )
+    if not whole:
+        raise ValueError(f"{where}: {what} must be an int or a pair of ints, got {value!r}")
+    a, b = (int(v) for v in values)
+    if a < minimum or b < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{where}: {what} must be {bound}, got {value!r}")
     return a, b
 
 

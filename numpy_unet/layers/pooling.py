@@ -43,8 +43,9 @@ class MaxPooling2D(Layer):
         strides: int | tuple[int, int] | None = None,
         padding: str = "valid",
         name: str | None = None,
+        **options: bool,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         where = self.describe()
         self.pool_size = pair(pool_size, "pool_size", where)
         self.strides = self.pool_size if strides is None else pair(strides, "strides", where)

@@ -26,8 +26,9 @@ class UpSampling2D(Layer):
         size: int | tuple[int, int] = 2,
         interpolation: str = "nearest",
         name: str | None = None,
+        **options: bool,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, **options)  # retain_cache, check_finite: see Layer
         self.size = pair(size, "size", self.describe())
         if interpolation != "nearest":
             raise ValueError(

@@ -56,7 +56,7 @@ def membranes(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
     """``n`` images and masks of ``size`` x ``size``: real ISBI ones if a folder was given
     (in the folder's order, at most as many as it holds), else generated with ``seed``.
     Returns (images, masks, a description for titles)."""
-    from .data import load_folder, synthetic_membranes
+    from ..data import load_folder, synthetic_membranes
 
     folder = data_dir()
     if folder is not None:

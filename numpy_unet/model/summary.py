@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import Conv2D, Conv2DTranspose, Layer
+from ..layers import Conv2D, Conv2DTranspose, Layer
+from ..tables import format_table
 
 
 @dataclass
@@ -67,21 +68,15 @@ def print_summary(model: object, rows: list[Row], print_fn: Callable[[str], None
                 ", ".join(r.inbound) or "-",
             )
         )
-    widths = [max(len(t[i]) for t in table) for i in range(5)]
-    line = "  ".join("-" * wd for wd in widths)
-
-    def fmt(t: tuple) -> str:
-        return "  ".join(v.ljust(wd) for v, wd in zip(t, widths)).rstrip()
-
+    lines = format_table(table)
+    full = "-" * len(lines[1])
     total = sum(r.params for r in rows)
     macs = sum(r.mult_adds for r in rows)
     dtype = np.dtype(model.dtype)
     print_fn(f'Model: "{model.name}"')
-    print_fn(line.replace("  ", "--"))
-    print_fn(fmt(table[0]))
-    print_fn(line)
-    for t in table[1:]:
-        print_fn(fmt(t))
-    print_fn(line.replace("  ", "--"))
+    print_fn(full)
+    for line in lines:
+        print_fn(line)
+    print_fn(full)
     print_fn(f"Total params: {total:,} ({total * dtype.itemsize / 2**20:.2f} MB in {dtype})")
     print_fn(f"Multiply-adds per image: {_si(macs)} (forward pass about {_si(2 * macs)}FLOP)")

@@ -10,8 +10,8 @@ receptive field, so the tiles join without a seam: the result does not depend on
 Conventions used here:
 
 - ``tile`` is the size of the network's INPUT tile (572 for the paper's network), so it is
-  what the network accepts (``sizes.output_length``), what bounds the memory, and what
-  :meth:`UNet.paper`'s ``input_shape`` means. Its output tile is ``output_length(tile)``.
+  what the network accepts (``model.output_size``), what bounds the memory, and what
+  :meth:`UNet.paper`'s ``input_shape`` means. Its output tile is ``model.output_size(tile)``.
 - Mirroring is NumPy's ``np.pad(mode='reflect')``: the border pixel is not repeated
   (``... 2 1 | 0 1 2 ... n-1 | n-2 ...``), the paper's "extrapolated by mirroring". An image
   smaller than the context is mirrored again and again (see :func:`mirror_indices`).
@@ -27,15 +27,11 @@ Conventions used here:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data.synthetic import reflect_index
-from .sizes import nearest_valid, output_length
-
-if TYPE_CHECKING:
-    from .unet import UNet
+from ..data.resample import reflect_index
+from ..layers.padding import pair
 
 
 @dataclass(frozen=True)
@@ -76,27 +72,20 @@ def mirror_indices(start: int, stop: int, n: int) -> np.ndarray:
     return reflect_index(np.arange(start, stop), n)  # the rule the data generator uses too
 
 
-def _pair(value: int | tuple[int, int], name: str, where: str) -> tuple[int, int]:
-    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if len(pair) != 2 or any(int(v) != v or v < 0 for v in pair):
-        raise ValueError(f"{where}: {name} must be an int or (rows, cols) >= 0, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _default_overlap(model: UNet, tile: int) -> int:
+def _default_overlap(model: object, tile: int) -> int:
     """A quarter of the tile, rounded to a multiple of 2**depth; half a tile if too small."""
     grid = 2 ** model.config["depth"]
     overlap = grid * max(1, round(tile / grid / 4))
     return overlap if overlap < tile else tile // 2
 
 
-def _axis(model: UNet, tile: int, overlap: int | None, where: str) -> _Axis:
+def _axis(model: object, tile: int, overlap: int | None, where: str) -> _Axis:
     """Check ``tile`` (and ``overlap``) along one axis; raise naming what would work."""
     depth, padding = model.config["depth"], model.config["padding"]
     grid = 2**depth
-    out = output_length(model, tile) if tile >= 1 else None
+    out = model.output_size(tile)
     if out is None:
-        below, above = nearest_valid(model, max(tile, 1))
+        below, above = model.nearest_valid_sizes(max(tile, 1))
         nearest = " or ".join(str(m) for m in (below, above) if m)
         raise ValueError(
             f"{where}: tile {tile} is not an input size this depth-{depth} '{padding}' UNet "
@@ -122,17 +111,17 @@ def _axis(model: UNet, tile: int, overlap: int | None, where: str) -> _Axis:
     return _Axis(tile, tile - overlap, overlap // 2, overlap // 2)
 
 
-def _valid_step(model: UNet, tile: int) -> bool:
-    out = output_length(model, tile)
+def _valid_step(model: object, tile: int) -> bool:
+    out = model.output_size(tile)
     return out is not None and out >= 2 ** model.config["depth"]
 
 
-def _default_tile(model: UNet, length: int, built: int, overlap: int | None) -> int:
+def _default_tile(model: object, length: int, built: int, overlap: int | None) -> int:
     """The smallest tile covering ``length`` in one step, but no larger than ``built``."""
     tile = 0
     while True:
         tile += 1
-        if output_length(model, tile) is None:
+        if model.output_size(tile) is None:
             continue
         if model.config["padding"] == "valid":
             if not _valid_step(model, tile):
@@ -159,13 +148,13 @@ def _spatial(image_shape: tuple, where: str) -> tuple[int, int]:
 
 
 def _plan(
-    model: UNet, hw: tuple[int, int], tile: object, overlap: object, where: str
+    model: object, hw: tuple[int, int], tile: object, overlap: object, where: str
 ) -> list[_Axis]:
-    overlaps = (None, None) if overlap is None else _pair(overlap, "overlap", where)
+    overlaps = (None, None) if overlap is None else pair(overlap, "overlap", where, minimum=0)
     if tile is None:
         built = model.config["input_shape"][:2]
         tile = tuple(_default_tile(model, *args) for args in zip(hw, built, overlaps))
-    tiles = _pair(tile, "tile", where)
+    tiles = pair(tile, "tile", where)
     return [_axis(model, t, o, where) for t, o in zip(tiles, overlaps)]
 
 
@@ -185,7 +174,7 @@ def _windows(length: int, a: _Axis) -> list[tuple[tuple[int, int], ...]]:
 
 
 def tile_layout(
-    model: UNet,
+    model: object,
     image_shape: tuple,
     tile: int | tuple[int, int] | None = None,
     overlap: int | tuple[int, int] | None = None,
@@ -207,7 +196,14 @@ def tile_layout(
     return _layout(model, tuple(image_shape), tile, overlap, "tile_layout")
 
 
-def _layout(model: UNet, shape: tuple, tile: object, overlap: object, where: str) -> list[Tile]:
+def check_tile(model: object, tile: int | tuple[int, int], where: str = "check_tile") -> None:
+    """Raise a ValueError naming ``where`` unless ``model`` takes ``tile`` as its input tile,
+    with the nearest tiles it would take."""
+    for t in pair(tile, "tile", where):
+        _axis(model, t, None, where)
+
+
+def _layout(model: object, shape: tuple, tile: object, overlap: object, where: str) -> list[Tile]:
     hw = _spatial(shape, where)
     rows, cols = (_windows(n, a) for n, a in zip(hw, _plan(model, hw, tile, overlap, where)))
     return [Tile(ri, ci, ro, co, rk, ck) for ri, ro, rk in rows for ci, co, ck in cols]
@@ -222,7 +218,7 @@ def tile_input(image: np.ndarray, tile: Tile) -> np.ndarray:
 
 
 def predict_tiled(
-    model: UNet,
+    model: object,
     image: np.ndarray,
     tile: int | tuple[int, int] | None = None,
     overlap: int | tuple[int, int] | None = None,
@@ -294,7 +290,7 @@ def predict_tiled(
 
 
 def sample_tiles(
-    model: UNet,
+    model: object,
     images: np.ndarray,
     masks: np.ndarray,
     weights: np.ndarray | None,
@@ -303,7 +299,7 @@ def sample_tiles(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One random training tile per image, as the paper trains: "one large tile per batch".
 
-    For each image an output window of ``O = output_length(tile)`` pixels is placed at a
+    For each image an output window of ``O = model.output_size(tile)`` pixels is placed at a
     random position; the network's input is the ``tile`` x ``tile`` window around it, with
     its context mirrored past the image border exactly as :func:`predict_tiled` does, and
     the target is the mask (and the weight map) under the output window.
@@ -311,10 +307,9 @@ def sample_tiles(
     Shapes: images (B, H, W, C), masks (B, H, W, 1), weights (B, H, W) or None ->
     (B, tile, tile, C), (B, O, O, 1), (B, O, O) or None.
     """
-    (t_rows, t_cols) = _pair(tile, "tile", "fit")
-    for t in (t_rows, t_cols):
-        _axis(model, t, None, "fit")  # a tile the network accepts, or a clear error
-    outs = [output_length(model, t) for t in (t_rows, t_cols)]
+    check_tile(model, tile, "fit")  # a tile the network accepts, or a clear error
+    t_rows, t_cols = pair(tile, "tile", "fit")
+    outs = [model.output_size(t) for t in (t_rows, t_cols)]
     context = [(t - o) // 2 for t, o in zip((t_rows, t_cols), outs)]  # 0 for 'same'
     _, h, w, _ = images.shape
     xs, ys, ws = [], [], []

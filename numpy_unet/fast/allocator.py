@@ -17,9 +17,13 @@ environment variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` 
 
 The price: after a step, the process keeps (but reuses) the memory its largest step
 needed, as PyTorch's own caching allocators do. The peak is not higher: the heap only
-grows when no freed block fits. Building a :class:`numpy_unet.UNet` calls this once;
-``keep_freed_memory(False)`` puts glibc's starting values back. Elsewhere (macOS,
-Windows, musl) it does nothing and returns False.
+grows when no freed block fits. It changes the whole process, so nothing calls it behind
+your back: the ``numpy-unet`` command (train, predict, demo) and the benchmarks call it;
+in your own script, call it once before training. ``keep_freed_memory(False)`` puts glibc's
+starting values back. Elsewhere (macOS, Windows, musl) it does nothing and returns False.
+
+    from numpy_unet.fast import keep_freed_memory
+    keep_freed_memory()  # before model.fit(...)
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ M_MMAP_THRESHOLD = -3
 KEEP = {M_MMAP_THRESHOLD: 32 * 2**20, M_TRIM_THRESHOLD: 2**31 - 1}  # mallopt takes an int
 GLIBC_DEFAULTS = {M_MMAP_THRESHOLD: 128 * 2**10, M_TRIM_THRESHOLD: 128 * 2**10}
 
-_applied: bool | None = None  # what the last call did; None: never called
+applied: bool | None = None  # what the last call did; None: never called
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
@@ -50,7 +54,7 @@ def keep_freed_memory(keep: bool = True) -> bool:
     bool
         True if glibc accepted the settings, False where there is no glibc.
     """
-    global _applied
+    global applied
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -60,11 +64,5 @@ def keep_freed_memory(keep: bool = True) -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     settings = KEEP if keep else GLIBC_DEFAULTS
     ok = all(mallopt(param, value) == 1 for param, value in settings.items())
-    _applied = keep if ok else None
+    applied = keep if ok else None
     return ok
-
-
-def keep_freed_memory_once() -> None:
-    """What ``UNet()`` calls: :func:`keep_freed_memory` unless it was called before."""
-    if _applied is None:
-        keep_freed_memory(True)

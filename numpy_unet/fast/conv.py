@@ -1,4 +1,9 @@
-"""Convolution as a sum of shifted matrix products: no im2col matrix at all.
+"""The speed engine's convolution: a sum of shifted matrix products, no im2col matrix.
+
+``layers/conv2d.py`` holds the readable im2col version; ``Conv2D(fast=True)`` (the default)
+sends the shapes where this one is faster here, by the rule in :func:`pays_off`. Both give
+the same numbers (``tests/test_conv2d.py``); ``benchmarks/bench_layers.py --algorithms``
+times both on the seed's and the demo's layers.
 
 For a kernel offset (i, j), every output pixel (h, w) reads the input pixel (h+i, w+j).
 Flatten the padded input (N, Hp, Wp, C) to rows ``flat`` (N*Hp*Wp, C); then the row of
@@ -8,27 +13,19 @@ whole padded grid (and cutting it down afterwards)::
     z_grid[p] = sum_{i,j} flat[p + s_ij] @ K[i, j]        for every grid row p
 
 which is kh*kw BLAS products of contiguous slices ``flat[s : s + L]``, with no copy of the
-input. The price: the grid has Hp*Wp positions instead of Ho*Wo (2% more work at 256x256,
-27% more at 16x16 with 'same' padding), and L = N*Hp*Wp - s_max rows, so that no slice runs
-past the end. Grid rows whose window wraps around a row or image edge are computed and
-thrown away; every wanted output position p = (n, h < Ho, w < Wo) has p + s_max < N*Hp*Wp,
-so all of them are exact.
+input. The price: the grid has Hp*Wp positions instead of Ho*Wo, and L = N*Hp*Wp - s_max
+rows, so that no slice runs past the end. Grid rows whose window wraps around a row or image
+edge are computed and thrown away; every wanted output position p = (n, h < Ho, w < Wo) has
+p + s_max < N*Hp*Wp, so all of them are exact.
 
-What it buys against im2col: no (N*Ho*Wo, kh*kw*C) matrix (9x the input, 150 MB for one
-256x256x64 image in float32), and each product reads its operand straight from the input.
-im2col wins when C is small (one product with K = kh*kw*C beats nine with K = C) and on
-small images (Conv2D._shifted chooses).
-
-Three more tricks, each measured on the seed's layer shapes, 2 threads:
+Three more tricks:
 
 - :func:`shifted_sum` runs the sum ``BLOCK`` rows at a time, all products of one block
-  before the next, so the block's partial sum stays in the CPU's cache instead of making
-  kh*kw trips through memory (conv9_1's forward, 128 -> 64 channels at 256x256: 68 -> 55 ms);
+  before the next, so the block's partial sum stays in the CPU's cache;
 - when C <= F it first stacks the kh row shifts side by side (:func:`row_stack`): kw
-  products with K = kh*C replace kh*kw products with K = C (10-25% faster);
+  products with K = kh*C replace kh*kw products with K = C;
 - the input gradient is itself such a sum, of dz with the kernel flipped and transposed, so
-  the backward reuses :func:`shifted_sum` (conv9_1's backward: 161 -> 131 ms), and the
-  kernel gradient uses the same row stacks when C <= F (256x256x64: 86 -> 67 ms).
+  the backward reuses :func:`shifted_sum`.
 """
 
 from __future__ import annotations
@@ -38,10 +35,17 @@ import numpy as np
 BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 2 MB L2 cache
 
 
+def pays_off(c: int, f: int, ho: int, wo: int) -> bool:
+    """The rule: shifted products from 8 input channels up, except on small outputs with
+    C <= F (16x16 and below, or 32x32 from 256 channels), where im2col's one wider product
+    wins; measured with ``benchmarks/bench_layers.py --algorithms``."""
+    return c >= 8 and not (c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256)))
+
+
 def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
-    """Stack the kh row shifts side by side (see :func:`row_stack`)? Measured: it pays when
-    the products are tall and thin (C <= F, and at least a block of rows); at 32x32 and
-    below it gains nothing and its copy of the kernel costs time."""
+    """Stack the kh row shifts side by side (see :func:`row_stack`)? It pays when the
+    products are tall and thin (C <= F, and at least a block of rows); on smaller inputs
+    its copy of the kernel costs more than it saves."""
     return kh > 1 and c <= f and rows >= BLOCK
 
 
@@ -93,7 +97,7 @@ def shifted_sum(
         for index, (a, k) in enumerate(products):
             # BLAS writes only into `part`, reused by every block: when its threads write
             # into fresh pages of `out` instead, they page-fault in parallel and contend
-            # for the kernel's lock (measured 2x slower at 256x256x128)
+            # for the kernel's lock
             np.matmul(a, k, out=part[: len(block)])  # (B, K) @ (K, F)
             if index == 0 and bias is not None:
                 np.add(part[: len(block)], bias, out=block)
@@ -104,7 +108,7 @@ def shifted_sum(
     return out
 
 
-def shifted_forward(
+def forward(
     xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int, bias: np.ndarray | None = None
 ) -> np.ndarray:
     """z (N, Ho, Wo, F) = the convolution of the padded input ``xp`` (N, Hp, Wp, C), plus
@@ -118,9 +122,7 @@ def shifted_forward(
     return grid.reshape(n, hp, wp, f)[:, :ho, :wo, :]  # (N, Ho, Wo, F), a view
 
 
-def shifted_backward(
-    xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dxp, dkernel) for the upstream gradient dz (N, Ho, Wo, F), the same shifts in reverse.
 
     With dz placed on the padded grid (zeros where no output was kept), s_max the largest

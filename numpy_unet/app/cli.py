@@ -10,29 +10,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..fast import keep_freed_memory
+from ..files import fresh_dir
+from ..tables import format_table
 
 if TYPE_CHECKING:
-    from .unet import UNet
-
-
-def fresh_dir(path: str | Path) -> Path:
-    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: never overwrite."""
-    path = Path(path)
-    candidate, k = path, 1
-    while candidate.exists() and any(candidate.iterdir()):
-        k += 1
-        candidate = path.with_name(f"{path.name}-{k}")
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate
+    from ..model import UNet
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from .selfcheck import builtin_checks
+    from ..teach.selfcheck import builtin_checks
 
     rows = [("layer / loss", "tensor", "shape", "max abs err", "max rel err", "result")]
     failed = []
-    for report in builtin_checks(seed=args.seed):
+    for report in builtin_checks(include_unet=args.unet):
         if args.verbose:
             print(report, end="\n\n")
         for c in report.checks:
@@ -48,11 +40,7 @@ def _gradcheck(args: argparse.Namespace) -> int:
             )
         if not report.passed:
             failed.append(report)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, r in enumerate(rows):
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(format_table(rows)))
     worst = max(float(r[4]) for r in rows[1:])
     print(
         f"\n{len(rows) - 1} gradients checked in float64 against central differences "
@@ -77,7 +65,7 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from .unet import UNet
+    from ..model import UNet
 
     if args.paper:
         model = UNet.paper(
@@ -93,7 +81,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    from .data import load_folder, synthetic_membranes
+    from ..data import load_folder, synthetic_membranes
 
     if args.data == "synthetic":
         return synthetic_membranes(args.images, size=args.size, seed=args.seed)
@@ -102,22 +90,23 @@ def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
 def _covering_tile(size: int, depth: int) -> int:
     """The smallest input tile of the paper's network whose output covers ``size`` pixels."""
-    from .sizes import _lengths
+    from ..model import UNet
 
+    shapes = UNet.paper(input_shape=(572, 572, 1), filters=1, depth=depth)  # sizes only
     tile = size
-    while (_lengths(tile, depth, "valid", "transpose", False) or 0) < size:
+    while (shapes.output_size(tile) or 0) < size:
         tile += 1
     return tile
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .data import Augmenter
-    from .metrics import evaluate
-    from .optimizers import SGD, Adam
-    from .paper import paper_recipe, weight_maps
+    from ..data import Augmenter
+    from ..metrics import evaluate
+    from ..model import UNet
+    from ..optimizers import SGD, Adam
+    from ..train.paper import paper_recipe, weight_maps
+    from ..train.tiling import predict_tiled
     from .plotting import plot_history, plot_predictions
-    from .tiling import predict_tiled
-    from .unet import UNet
 
     x, y = _load_data(args)
     n_val = max(1, int(round(len(x) * args.val_split)))
@@ -187,12 +176,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
     """Raise, suggesting --tile, unless the model takes the (H, W, C) image whole."""
-    from .sizes import check_input_size, output_length
-
     try:
-        check_input_size(model, hwc)
+        model.compute_output_shape((1, *hwc))
     except ValueError as err:
-        if all(output_length(model, n) for n in hwc[:2]):
+        if all(model.output_size(n) for n in hwc[:2]):
             raise  # the channels are wrong: tiling would not help
         raise ValueError(
             f"numpy-unet predict: {path} is {hwc[0]}x{hwc[1]}: {err} Or pass --tile N to "
@@ -204,9 +191,9 @@ def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from matplotlib.image import imsave
 
-    from .data import read_image
-    from .tiling import predict_tiled
-    from .weights import load_model
+    from ..data import read_image
+    from ..model import load_model
+    from ..train.tiling import predict_tiled
 
     model = load_model(args.weights)
     paths: list[Path] = []
@@ -256,7 +243,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _exercises(args: argparse.Namespace) -> int:
-    from .course import make_exercises
+    from ..teach.course import make_exercises
 
     out = make_exercises(args.out)
     print(
@@ -268,7 +255,7 @@ def _exercises(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .course import grade, score_table
+    from ..teach.course import grade, score_table
 
     results = grade(args.folder)
     print(score_table(results))
@@ -363,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("gradcheck", help="gradient-check every built-in layer and loss")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--unet", action="store_true", help="also check a small UNet end to end")
     p.add_argument("-v", "--verbose", action="store_true", help="print each layer's table")
     p.set_defaults(func=_gradcheck)
     return parser
@@ -372,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numpy-unet`` command."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # the command is the whole process: let glibc reuse freed memory
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:

@@ -21,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+from ..tables import format_table
+
+PACKAGE = Path(__file__).resolve().parents[1]  # numpy_unet/
 BEGIN = re.compile(r"^(?P<indent>\s*)# >>> exercise (?P<name>\w+)")
 END = re.compile(r"^\s*# <<< exercise (?P<name>\w+)")
 
@@ -30,8 +32,9 @@ TASKS = {
     "sigmoid_backward": "Sigmoid.backward (layers/activations.py): use the cached output y.",
     "softmax_backward": "Softmax.backward (layers/activations.py): the Jacobian-vector product "
     "over the channel axis, without building the Jacobian.",
-    "conv2d_backward": "Conv2D.backward (layers/conv2d.py): dz through the activation, then "
-    "the kernel, bias and input gradients with im2col / col2im; mind the 'same' padding.",
+    "conv2d_backward": "Conv2D.backward (layers/conv2d.py): given dz (the gradient after the "
+    "activation) and the padded input xp, the kernel and bias gradients and dxp with "
+    "im2col / col2im.",
     "conv2d_transpose_backward": "Conv2DTranspose.backward (layers/conv2d_transpose.py): "
     "gather each kernel offset's strided slice of the output gradient.",
     "maxpool_backward": "MaxPooling2D.backward (layers/pooling.py): route each window's "
@@ -43,8 +46,9 @@ TASKS = {
     "bce_backward": "BinaryCrossentropy.backward (losses.py): mind the clipping.",
     "dice_backward": "DiceLoss.backward (losses.py): differentiate the ratio.",
     "cce_backward": "CategoricalCrossentropy.backward (losses.py): with the weight map.",
-    "unet_backward": "UNet.backward (unet.py): the whole U in reverse; add each skip's "
-    "gradient where the two paths met. Needs the layers' backward passes first.",
+    "unet_backward": "UNet.backward (model/unet.py): the whole U in reverse; add each "
+    "skip's gradient where the two paths met. Its check needs the layers' backward passes "
+    "and bce_backward first.",
 }
 
 
@@ -96,7 +100,7 @@ def make_exercises(out: str | os.PathLike) -> Path:
     )
     (tests / "test_exercises.py").write_text(
         '"""Gradient tests of the exercises: python -m pytest tests/"""\n\n'
-        "import pytest\n\nfrom numpy_unet import grading\n\n\n"
+        "import pytest\n\nfrom numpy_unet.teach import grading\n\n\n"
         '@pytest.mark.parametrize("name", list(grading.CHECKS))\n'
         "def test_exercise(name):\n    grading.CHECKS[name]()\n"
     )
@@ -121,7 +125,7 @@ def grade(folder: str | os.PathLike) -> dict[str, dict]:
         raise FileNotFoundError(f"numpy-unet grade: {folder} holds no numpy_unet/ package")
     env = dict(os.environ, PYTHONPATH=str(folder))  # the student's package, not this one
     done = subprocess.run(
-        [sys.executable, "-m", "numpy_unet.grading"],
+        [sys.executable, "-m", "numpy_unet.teach.grading"],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -141,11 +145,9 @@ def score_table(results: dict[str, dict]) -> str:
         label = name if r["kind"] == "exercise" else f"{name} (forward, not graded)"
         detail = "" if r["passed"] else r["error"][:90]
         rows.append((label, "pass" if r["passed"] else "FAIL", detail))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines = format_table(rows)
     graded = [r for r in results.values() if r["kind"] == "exercise"]
     passed = sum(r["passed"] for r in graded)
-    lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"\nscore: {passed} / {len(graded)} exercises pass their gradient checks")
     return "\n".join(lines)
 

@@ -18,13 +18,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cli import fresh_dir
-from .data import Augmenter, synthetic_membranes
-from .diagnostics import diagnose_predictions
-from .metrics import evaluate
-from .optimizers import Adam
+from ..data import Augmenter, synthetic_membranes
+from ..files import fresh_dir
+from ..metrics import evaluate
+from ..model import UNet
+from ..optimizers import Adam
+from ..train.diagnostics import diagnose_predictions
 from .plotting import plot_history, plot_predictions
-from .unet import UNet
 
 
 @dataclass

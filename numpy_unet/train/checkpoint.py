@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,18 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_savez
+
 CHECKPOINT = "checkpoint.npz"  # the last state, for --resume
 BEST = "best_weights.npz"  # the best weights so far (loadable with UNet.load_weights)
-
-
-def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Augmenter, Compose, ElasticDeformation, weight_map
-from .optimizers import SGD
+from ..data import Augmenter, Compose, ElasticDeformation, weight_map
+from ..optimizers import SGD
 
 
 def weight_maps(masks: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .unet import UNet
+from ..files import atomic_savez
 
 # configuration entries that change the number or the shapes of the weights
 _ARCHITECTURE = ("filters", "depth", "upsampling", "num_classes", "head_conv")
 
 
-def set_weights(model: UNet, weights: list[np.ndarray]) -> None:
+def set_weights(model: object, weights: list[np.ndarray]) -> None:
     """Check every array against the model first; only then write them all."""
     names = list(model.params)
     targets = list(model.params.values())
@@ -48,7 +46,7 @@ def set_weights(model: UNet, weights: list[np.ndarray]) -> None:
         target[...] = w  # in place, cast to the model's dtype
 
 
-def get_gradients(model: UNet) -> list[np.ndarray]:
+def get_gradients(model: object) -> list[np.ndarray]:
     grads, missing = model.grads, [n for n in model.params if n not in model.grads]
     if missing:
         raise RuntimeError(
@@ -58,8 +56,8 @@ def get_gradients(model: UNet) -> list[np.ndarray]:
     return [grads[n] for n in model.params]
 
 
-def save_weights(model: UNet, path: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write ``path`` (must end in .npz) atomically: to a temporary file, then renamed."""
+def save_weights(model: object, path: str | os.PathLike, overwrite: bool = False) -> str:
+    """Write ``path`` (must end in .npz) atomically (see :func:`numpy_unet.files.atomic_savez`)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"UNet.save_weights: the file name must end in .npz, got {str(path)!r}")
@@ -71,10 +69,7 @@ def save_weights(model: UNet, path: str | os.PathLike, overwrite: bool = False) 
         f"{k:03d}_{name.replace('/', '.')}": p for k, (name, p) in enumerate(model.params.items())
     }
     arrays["config"] = np.array(json.dumps(model.get_config()))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)  # a crash before this line leaves any earlier file intact
+    atomic_savez(path, arrays)  # a crash leaves any earlier file intact
     return str(path)
 
 
@@ -85,7 +80,7 @@ def _weight_keys(keys: list[str]) -> list[str]:
     return sorted(k for k in keys if k != "config")
 
 
-def load_weights(model: UNet, path: str | os.PathLike) -> None:
+def load_weights(model: object, path: str | os.PathLike) -> None:
     """Load weights saved by ``save_weights`` (or a Keras export); all or nothing."""
     path = Path(path)
     if not path.is_file():
@@ -110,22 +105,3 @@ def load_weights(model: UNet, path: str | os.PathLike) -> None:
                 )
         weights = [data[k] for k in _weight_keys(keys)]
     set_weights(model, weights)
-
-
-def load_model(path: str | os.PathLike) -> UNet:
-    """Build the UNet described by a ``save_weights`` file and load its weights."""
-    from .unet import UNet
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_model: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "config" not in data:
-            raise ValueError(
-                f"load_model: {path} holds weights but no configuration (a Keras export?); "
-                "build the UNet yourself and call model.load_weights(path)"
-            )
-        config = json.loads(str(data["config"]))
-    model = UNet(**config)
-    load_weights(model, path)
-    return model

@@ -8,15 +8,15 @@ gradient coming up from the pooling below it. There is no graph engine in betwee
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from . import summary as _summary
-from . import training as _training
-from . import weights as _weights
-from .allocator import keep_freed_memory_once
-from .layers import (
+from ..layers import (
     Concatenate,
     Conv2D,
     Conv2DTranspose,
@@ -26,8 +26,10 @@ from .layers import (
     MaxPooling2D,
     UpSampling2D,
 )
-from .layers.base import as_float_dtype
-from .sizes import center_crop, check_input_size, output_length
+from ..layers.base import as_float_dtype, count_nonfinite
+from ..train import fit as _fit
+from . import summary as _summary
+from . import weights as _weights
 
 
 def _seed_stream(seed: int | None):
@@ -52,10 +54,11 @@ class UpLevel:
 
     upsample: UpSampling2D | None  # the seed's UpSampling2D; None with a transposed conv
     upconv: Conv2D | Conv2DTranspose  # the "up-convolution" that halves the channels
-    crop: Cropping2D | None  # 'valid' only: centre-crops the skip to the up-sampled size
     merge: Concatenate
     conv1: Conv2D
     conv2: Conv2D
+    # 'valid' only: centre-crops the skip to the up-sampled size; made by build(), once
+    crop: Cropping2D | None = None
 
 
 class UNet:
@@ -93,10 +96,10 @@ class UNet:
 
     Notes
     -----
-    Building the first UNet asks glibc to keep freed memory for reuse, which makes a step
-    10-25% faster here (:mod:`numpy_unet.allocator`; ``keep_freed_memory(False)`` before or
-    after undoes it). Inside a UNet only the first layer checks its input for NaN and inf;
-    :meth:`forward` checks the output once.
+    The UNet builds its layers with ``retain_cache=False`` (each backward frees what its
+    forward kept) and, but for the first, ``check_finite=False``: only the first layer checks
+    its input for NaN and inf, and :meth:`forward` checks the output once. Building a UNet
+    changes nothing outside it; for speed, see :func:`numpy_unet.fast.keep_freed_memory`.
     """
 
     def __init__(
@@ -141,17 +144,21 @@ class UNet:
         )
         self.name = name
         self.dtype = as_float_dtype(dtype, "UNet")
-        keep_freed_memory_once()  # a step's freed activations are reused, not re-faulted
         self.optimizer = self.loss = None  # set by compile()
         self.metrics: list[str] = []
         next_seed = _seed_stream(seed)
+        # every layer frees its activations in backward; only the first checks for NaN
+        inside = {"retain_cache": False, "check_finite": False}
 
         def conv(f: int, k: int, name: str, **kw: object) -> Conv2D:
             kw = {"activation": "relu", "padding": padding, "kernel_initializer": "he_normal"} | kw
+            kw |= inside | {"check_finite": name == "conv1_1"}  # the user's data comes in here
             return Conv2D(f, k, dtype=dtype, seed=next_seed(), name=name, **kw)
 
         def drop(level: int) -> Dropout | None:
-            return Dropout(dropout, seed=next_seed(), name=f"drop{level}") if dropout else None
+            if not dropout:
+                return None
+            return Dropout(dropout, seed=next_seed(), name=f"drop{level}", **inside)
 
         f = [int(filters) * 2**level for level in range(depth + 1)]  # 64, 128, ..., 1024
         self.down = []  # levels 1 .. depth; dropout only at the deepest (the seed's drop4)
@@ -162,7 +169,7 @@ class UNet:
                     conv(f[i], 3, f"conv{n}_1"),
                     conv(f[i], 3, f"conv{n}_2"),
                     drop(n) if n == depth else None,
-                    MaxPooling2D(2, name=f"pool{n}"),
+                    MaxPooling2D(2, name=f"pool{n}", **inside),
                 )
             )
         n = depth + 1  # the bottom of the U (the seed's conv5 and drop5)
@@ -173,7 +180,8 @@ class UNet:
         for i in reversed(range(depth)):
             n = 2 * depth + 1 - i
             if upsampling == "upsample":  # the seed: UpSampling2D, then a 2x2 conv with ReLU
-                upsample, upconv = UpSampling2D(2, name=f"upsample{n}"), conv(f[i], 2, f"up{n}")
+                upsample = UpSampling2D(2, name=f"upsample{n}", **inside)
+                upconv = conv(f[i], 2, f"up{n}")
             else:  # the paper: a 2x2 transposed conv, stride 2, no activation
                 upsample = None
                 upconv = Conv2DTranspose(
@@ -184,14 +192,13 @@ class UNet:
                     dtype=dtype,
                     seed=next_seed(),
                     name=f"up{n}",
+                    **inside,
                 )
-            crop = Cropping2D(0, name=f"crop{n}") if padding == "valid" else None
-            merge = Concatenate(axis=-1, name=f"merge{n}")
+            merge = Concatenate(axis=-1, name=f"merge{n}", **inside)
             self.up.append(
                 UpLevel(
                     upsample,
                     upconv,
-                    crop,
                     merge,
                     conv(f[i], 3, f"conv{n}_1"),
                     conv(f[i], 3, f"conv{n}_2"),
@@ -211,16 +218,7 @@ class UNet:
                 kernel_initializer="glorot_uniform",
             )
         )
-        self.rows = self.build(self.config["input_shape"])  # creates every parameter
-        first = self.layers[0]
-        for layer in self.layers:  # backward frees each activation once it is used
-            for part in (layer, getattr(layer, "activation", None)):
-                if part is not None:
-                    part.retain_cache = False
-            # only the first layer checks its input for NaN and inf (the user's data); the
-            # others would spend a pass over every activation (35 ms a step at 256x256) on
-            # it, and forward() checks the output instead (see _check_output)
-            layer.check_finite = layer is first
+        self.rows = self.build(self.config["input_shape"])  # every parameter, and the crops
 
     @classmethod
     def paper(cls, **options: object) -> UNet:
@@ -247,7 +245,7 @@ class UNet:
                 x = level.drop.forward(x, training)
             skips.append(x)  # this tensor goes both down (pool) and across (skip)
             x = level.pool.forward(x)  # (N, h/2, w/2, f)
-        x = self.bottom.conv2.forward(self.bottom.conv1.forward(x))  # (N, H/16, W/16, 16f)
+        x = self.bottom.conv2.forward(self.bottom.conv1.forward(x))  # (N, h/2, w/2, 2f)
         if self.bottom.drop is not None:
             x = self.bottom.drop.forward(x, training)
         for level in self.up:  # expanding path
@@ -255,8 +253,7 @@ class UNet:
             if level.upsample is not None:
                 x = level.upsample.forward(x)  # (N, 2h, 2w, 2f)
             x = level.upconv.forward(x)  # (N, 2h, 2w, f)
-            if level.crop is not None:
-                level.crop.cropping = center_crop(skip.shape, x.shape)
+            if level.crop is not None:  # 'valid': the skip is larger, cut it to x's size
                 skip = level.crop.forward(skip)  # (N, 2h, 2w, f)
             x = level.merge.forward([skip, x])  # (N, 2h, 2w, 2f), skip first
             x = level.conv2.forward(level.conv1.forward(x))  # (N, 2h, 2w, f)
@@ -284,8 +281,8 @@ class UNet:
             d = self.bottom.drop.backward(d)
         d = self.bottom.conv1.backward(self.bottom.conv2.backward(d))
         for level in reversed(self.down):  # back up the contracting path
-            d = level.pool.backward(d)  # (N, h, w, f)
-            d += d_skips.pop()  # the skip's gradient joins where the two paths met
+            # the skip's gradient joins the pooling's, where the two paths met
+            d = level.pool.backward(d) + d_skips.pop()  # (N, h, w, f)
             if level.drop is not None:
                 d = level.drop.backward(d)
             d = level.conv1.backward(level.conv2.backward(d))
@@ -296,53 +293,134 @@ class UNet:
         return self.forward(x, training=training)
 
     # -- shapes ----------------------------------------------------------------------------
-    def build(self, input_shape: tuple[int, int, int]) -> list[_summary.Row]:
-        """Walk the U with shapes only: build every layer, return the summary's rows."""
-        h, w, c = check_input_size(self, input_shape)
-        rows = [_summary.Row("input", "InputLayer", (None, h, w, c), 0, 0, [])]
+    def walk(
+        self, input_shape: tuple, visit: Callable | None = None, building: bool = False
+    ) -> tuple:
+        """Follow the U with shapes only: the one place the U's shape arithmetic is written.
 
-        def add(layer: Layer, shape: tuple, inbound: list[str]) -> tuple:
-            if not layer.built:
-                layer.build(shape)
+        Calls ``visit(layer, in_shape, out_shape, inbound)`` for every layer in Keras's
+        order (``inbound``: the names of the layers feeding it) and returns the output shape
+        for an ``(N, H, W, C)`` input. Raises a ValueError where the U cannot take the input:
+        a map shrinks to nothing, a pooling would drop an odd row or column, or a skip does
+        not line up with its up-sampled map. With ``building`` (from :meth:`build`) it also
+        makes each 'valid' level's Cropping2D, fixed from then on: a skip is always larger
+        than its up-sampled map by the same number of pixels, whatever the input size.
+        """
+        visit = visit or (lambda *args: None)
+
+        def through(layer: Layer, shape: tuple, inbound: list[str]) -> tuple:
             out = layer.compute_output_shape(shape)
-            rows.append(_summary.row(layer, shape, out, inbound))
+            if min(out[1:3]) < 1:
+                raise ValueError(f"{layer.describe()}: the map shrinks to {out[1]}x{out[2]}")
+            visit(layer, shape, out, inbound)
             return out
 
-        shape, last, skips = rows[0].shape, "input", []
+        shape, last, skips = tuple(input_shape), ["input"], []
         for level in self.down:
-            shape = add(level.conv2, add(level.conv1, shape, [last]), [level.conv1.name])
-            last = level.conv2.name
+            shape = through(level.conv1, shape, last)
+            shape = through(level.conv2, shape, [level.conv1.name])
+            last = [level.conv2.name]
             if level.drop is not None:
-                shape, last = add(level.drop, shape, [last]), level.drop.name
+                shape, last = through(level.drop, shape, last), [level.drop.name]
+            if shape[1] % 2 or shape[2] % 2:
+                raise ValueError(f"{level.pool.describe()}: would drop a row of {shape[1:3]}")
             skips.append((shape, last))
-            shape, last = add(level.pool, shape, [last]), level.pool.name
-        bottom = self.bottom
-        shape = add(bottom.conv2, add(bottom.conv1, shape, [last]), [bottom.conv1.name])
-        last = bottom.conv2.name
-        if bottom.drop is not None:
-            shape, last = add(bottom.drop, shape, [last]), bottom.drop.name
-        for level, (skip_shape, skip_name) in zip(self.up, reversed(skips)):
+            shape, last = through(level.pool, shape, last), [level.pool.name]
+        shape = through(self.bottom.conv1, shape, last)
+        shape = through(self.bottom.conv2, shape, [self.bottom.conv1.name])
+        last = [self.bottom.conv2.name]
+        if self.bottom.drop is not None:
+            shape, last = through(self.bottom.drop, shape, last), [self.bottom.drop.name]
+        for level in self.up:
+            skip_shape, skip_last = skips.pop()
             if level.upsample is not None:
-                shape, last = add(level.upsample, shape, [last]), level.upsample.name
-            shape, last = add(level.upconv, shape, [last]), level.upconv.name
-            if level.crop is not None:
-                level.crop.cropping = center_crop(skip_shape, shape)
-                skip_shape = add(level.crop, skip_shape, [skip_name])
-                skip_name = level.crop.name
-            shape = add(level.merge, [skip_shape, shape], [skip_name, last])
-            shape = add(
-                level.conv2, add(level.conv1, shape, [level.merge.name]), [level.conv1.name]
-            )
-            last = level.conv2.name
+                shape, last = through(level.upsample, shape, last), [level.upsample.name]
+            shape, last = through(level.upconv, shape, last), [level.upconv.name]
+            if self.config["padding"] == "valid":  # cut the skip to the up-sampled size
+                crop = level.crop or Cropping2D(
+                    center_crop(skip_shape, shape),
+                    name=level.merge.name.replace("merge", "crop"),
+                    retain_cache=False,
+                    check_finite=False,
+                )
+                if building:
+                    level.crop = crop
+                skip_shape, skip_last = through(crop, skip_shape, skip_last), [crop.name]
+            shape = through(level.merge, [skip_shape, shape], skip_last + last)
+            shape = through(level.conv1, shape, [level.merge.name])
+            shape = through(level.conv2, shape, [level.conv1.name])
+            last = [level.conv2.name]
         for layer in self.head:
-            shape, last = add(layer, shape, [last]), layer.name
+            shape, last = through(layer, shape, last), [layer.name]
+        return shape
+
+    def build(self, input_shape: tuple[int, int, int]) -> list[_summary.Row]:
+        """Build every layer for (H, W, C) inputs; return the rows of :meth:`summary`."""
+        h, w, c = self._check_input_size(input_shape)
+        rows = [_summary.Row("input", "InputLayer", (None, h, w, c), 0, 0, [])]
+
+        def build_layer(layer: Layer, shape: tuple, out: tuple, inbound: list[str]) -> None:
+            if not layer.built:
+                layer.build(shape)
+            rows.append(_summary.row(layer, shape, out, inbound))
+
+        self.walk((None, h, w, c), build_layer, building=True)
         return rows
+
+    def output_size(self, n: int) -> int | None:
+        """The output's length along an axis whose input length is ``n``; None if the U
+        cannot take ``n`` (572 -> 388 for the paper's network)."""
+        n = int(n)
+        if n < 1:
+            return None
+        try:
+            return self.walk((1, n, n, self.config["input_shape"][2]))[1]
+        except ValueError:
+            return None
+
+    def nearest_valid_sizes(self, n: int) -> tuple[int | None, int | None]:
+        """The input lengths closest to ``n`` that the U takes, below and above it."""
+        n = int(n)
+        below = next((m for m in range(n - 1, 0, -1) if self.output_size(m)), None)
+        stop = 4 * n + 2 ** self.config["depth"] * 64
+        above = next((m for m in range(n + 1, stop) if self.output_size(m)), None)
+        return below, above
+
+    def _check_input_size(self, hwc: tuple) -> tuple[int, int, int]:
+        """(H, W, C) as ints; a ValueError naming the nearest valid sizes if the U cannot
+        take them."""
+        h, w, c = (int(v) for v in hwc)
+        expected_c = self.config["input_shape"][2]
+        if c != expected_c:
+            raise ValueError(
+                f"UNet '{self.name}': built for {expected_c}-channel input, got {c} channels "
+                f"(input shape (H, W, C) = {(h, w, c)})"
+            )
+        depth, padding = self.config["depth"], self.config["padding"]
+        for axis, n in (("height", h), ("width", w)):
+            if self.output_size(n) is None:
+                nearest = " or ".join(str(m) for m in self.nearest_valid_sizes(n) if m)
+                if padding == "same":
+                    why = (
+                        f"with padding='same' it must be divisible by 2**depth = {2**depth}, "
+                        "or a pooling drops a row and the skip concatenation fails"
+                    )
+                else:
+                    why = (
+                        "with padding='valid' every feature map entering a pooling must have an "
+                        f"even size (and stay positive through {depth} poolings)"
+                    )
+                raise ValueError(
+                    f"UNet '{self.name}': input {axis} {n} does not fit a depth-{depth} UNet: "
+                    f"{why}. Nearest valid {axis}s: {nearest}."
+                )
+        return h, w, c
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """(N, Ho, Wo, classes) for an (N, H, W, C) input."""
-        n, h, w, _ = input_shape
-        check_input_size(self, input_shape[1:])
-        return (n, output_length(self, h), output_length(self, w), self.head[-1].filters)
+        n, h, w, c = input_shape
+        self._check_input_size((h, w, c))
+        return (n, self.output_size(h), self.output_size(w), self.head[-1].filters)
 
     @property
     def layers(self) -> list[Layer]:
@@ -417,9 +495,9 @@ class UNet:
         The seed: ``model.compile(optimizer=Adam(1e-4), loss="binary_crossentropy",
         metrics=["accuracy"])``. Metrics: 'accuracy' (pixel accuracy), 'dice', 'iou'.
         """
-        _training.compile_model(self, optimizer, loss, metrics, learning_rate)
+        _fit.compile_model(self, optimizer, loss, metrics, learning_rate)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, **options: object) -> _training.History:
+    def fit(self, x: np.ndarray, y: np.ndarray, **options: object) -> _fit.History:
         """Train on images ``x`` (N, H, W, C) and masks ``y`` (N, Ho, Wo, 1) in {0, 1}.
 
         Options (Keras's names where Keras has them): ``batch_size`` (2), ``epochs`` (1),
@@ -436,7 +514,7 @@ class UNet:
         KeyboardInterrupt.
         Returns a ``History``; ``history.history`` maps "loss", "val_dice", ... to lists.
         """
-        return _training.fit(self, x, y, **options)
+        return _fit.fit(self, x, y, **options)
 
     # -- inference ---------------------------------------------------------------------------
     def predict(self, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -446,9 +524,7 @@ class UNet:
             raise ValueError(f"UNet.predict: batch_size must be positive, got {batch_size}")
         outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         for layer in self.layers:  # inference keeps nothing for a backward pass
-            for part in (layer, getattr(layer, "activation", None)):
-                if part is not None:
-                    part._cache = None
+            layer.clear_cache()
         return np.concatenate(outputs)
 
     def _check_input(self, x: object) -> np.ndarray:
@@ -459,16 +535,13 @@ class UNet:
                 f"UNet '{self.name}': expected a 4-D input (batch, height, width, channels), "
                 f"got shape {x.shape}.{hint}"
             )
-        check_input_size(self, x.shape[1:])
+        self._check_input_size(x.shape[1:])
         return x
 
     def _check_output(self, y: np.ndarray) -> np.ndarray:
         """A NaN or inf anywhere inside reaches the output: one check here for them all."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.sum(y)):
-                return y
-        bad = int(y.size - np.count_nonzero(np.isfinite(y)))
-        if not bad:  # a finite output whose sum overflowed
+        bad = count_nonfinite(y)
+        if not bad:
             return y
         raise ValueError(
             f"UNet '{self.name}': the output has {bad} NaN or infinite value(s) out of {y.size} "
@@ -483,3 +556,26 @@ class UNet:
             f"{c['padding']}, {c['upsampling']}, {c['num_classes']} class(es), "
             f"{self.count_params():,} parameters, {c['dtype']}>"
         )
+
+
+def center_crop(skip_shape: tuple, up_shape: tuple) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Cropping ((top, bottom), (left, right)) that centres ``skip`` on the up-sampled map."""
+    dh, dw = skip_shape[1] - up_shape[1], skip_shape[2] - up_shape[2]
+    return (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)
+
+
+def load_model(path: str | os.PathLike) -> UNet:
+    """Build the UNet described by a ``save_weights`` file and load its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        if "config" not in data:
+            raise ValueError(
+                f"load_model: {path} holds weights but no configuration (a Keras export?); "
+                "build the UNet yourself and call model.load_weights(path)"
+            )
+        config = json.loads(str(data["config"]))
+    model = UNet(**config)
+    model.load_weights(path)
+    return model

@@ -1,0 +1,1 @@
+"""The applications built on the library: the ``numpy-unet`` command, the demo, the plots."""

@@ -1,0 +1,35 @@
+"""Writing files without losing any: atomic saves and output folders that never overwrite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez`` to ``path`` through a temporary file, flushed to disk, then renamed.
+
+    A crash or a kill at any moment leaves either the old file or the new one, never half a
+    file: the rename is atomic, and ``fsync`` makes sure the data is on disk before it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def fresh_dir(path: str | os.PathLike) -> Path:
+    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: never overwrite."""
+    path = Path(path)
+    candidate, k = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate

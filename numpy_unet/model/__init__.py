@@ -1,0 +1,10 @@
+"""The UNet, built from the layers: its topology, its sizes, its summary and weight files.
+
+``unet.py`` is the U itself (forward and backward read like the diagram, and one walk of
+the U with shapes only gives its sizes and its summary); ``summary.py`` prints Keras's
+table; ``weights.py`` reads and writes the weights in Keras's order.
+"""
+
+from .unet import UNet, load_model
+
+__all__ = ["UNet", "load_model"]
