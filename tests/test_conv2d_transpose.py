@@ -9,7 +9,10 @@ import pytest
 
 from numpy_unet import gradcheck
 from numpy_unet.layers import Conv2DTranspose
-from numpy_unet.layers.loops import conv2d_transpose_forward_loops
+from numpy_unet.layers.loops import (
+    conv2d_transpose_backward_loops,
+    conv2d_transpose_forward_loops,
+)
 
 CONFIGS = list(itertools.product((1, 2, 3), (1, 2), ("same", "valid"), ((3, 4), (4, 3))))
 
@@ -32,6 +35,18 @@ def test_fast_equals_loops_and_keras_sizes(k, s, padding, hw, rng):
         assert y.shape == (2, (h - 1) * s + max(k, s), (w - 1) * s + max(k, s), 4)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     assert layer.compute_output_shape(x.shape) == y.shape
+
+
+@pytest.mark.parametrize(("k", "s", "hw"), [(k, s, hw) for k, s, p, hw in CONFIGS if p == "valid"])
+def test_backward_equals_loops(k, s, hw, rng):
+    x = rng.standard_normal((2, *hw, 3))
+    layer = Conv2DTranspose(4, k, strides=s, padding="valid", dtype="float64", seed=0)
+    dy = rng.standard_normal(layer.forward(x).shape)  # 'valid': the full output, uncropped
+    dx = layer.backward(dy)
+    dx_ref, dk_ref, db_ref = conv2d_transpose_backward_loops(x, layer.params["kernel"], dy, (s, s))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["kernel"], dk_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["bias"], db_ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(("k", "s", "padding", "hw"), CONFIGS)

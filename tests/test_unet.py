@@ -326,3 +326,65 @@ def test_backward_never_writes_into_an_array_a_layer_handed_back():
     assert len(handed_back) > len(model.layers)  # the merges hand back two each
     changed = [name for name, a, before in handed_back if not np.array_equal(a, before)]
     assert changed == []
+
+
+def lengths_by_arithmetic(n, depth, padding, upsampling, head_conv):
+    """The U's output length for input length n, worked out by hand (None: not taken):
+    an independent reference for UNet.output_size, which walks the layers."""
+    lost = 0 if padding == "same" else 2  # pixels each 3x3 conv removes
+    skips = []
+    for _ in range(depth):
+        n -= 2 * lost
+        if n < 2 or n % 2:
+            return None
+        skips.append(n)
+        n //= 2
+    n -= 2 * lost
+    if n < 1:
+        return None
+    for skip in reversed(skips):
+        n = 2 * n - (1 if upsampling == "upsample" and padding == "valid" else 0)
+        if n < 1 or n > skip or (padding == "same" and n != skip):
+            return None
+        n -= 2 * lost
+        if n < 1:
+            return None
+    n -= lost if head_conv else 0
+    return n if n >= 1 else None
+
+
+@pytest.mark.parametrize(
+    ("depth", "padding", "upsampling", "head_conv"),
+    [
+        (4, "same", "upsample", True),
+        (2, "same", "transpose", False),
+        (3, "valid", "transpose", False),
+        (2, "valid", "upsample", True),
+        (1, "valid", "transpose", True),
+    ],
+)
+def test_one_walk_of_the_u_gives_the_sizes(depth, padding, upsampling, head_conv):
+    sizes = [
+        n for n in range(1, 200) if lengths_by_arithmetic(n, depth, padding, upsampling, head_conv)
+    ]
+    model = UNet(
+        (sizes[len(sizes) // 2], sizes[len(sizes) // 2], 1),
+        filters=1,
+        depth=depth,
+        padding=padding,
+        upsampling=upsampling,
+        head_conv=head_conv,
+    )
+    for n in range(0, 200):
+        assert model.output_size(n) == lengths_by_arithmetic(
+            n, depth, padding, upsampling, head_conv
+        ), n
+
+
+def test_crops_are_fixed_when_the_model_is_built():
+    model = UNet.paper(input_shape=(92, 92, 1), filters=1, depth=2, seed=0)
+    crops = [level.crop.cropping for level in model.up]
+    assert crops == [((4, 4), (4, 4)), ((16, 16), (16, 16))]
+    y = model.predict(np.zeros((1, 124, 108, 1), np.float32))  # another size, another shape
+    assert y.shape == (1, model.output_size(124), model.output_size(108), 2)
+    assert [level.crop.cropping for level in model.up] == crops

@@ -135,6 +135,23 @@ def apply_transform(
     return image, mask
 
 
+def check_batch(where: str, images: np.ndarray, masks: np.ndarray) -> None:
+    """Images and masks (N, H, W, C) of the same N, H, W >= 2; else a ValueError naming
+    ``where``."""
+    if images.ndim != 4 or masks.ndim != 4:
+        raise ValueError(
+            f"{where}: expected images and masks of shape (N, H, W, C), got "
+            f"{images.shape} and {masks.shape}"
+        )
+    if images.shape[:3] != masks.shape[:3]:
+        raise ValueError(
+            f"{where}: images {images.shape} and masks {masks.shape} must have the same "
+            "number, height and width"
+        )
+    if min(images.shape[1:3]) < 2:
+        raise ValueError(f"{where}: images must be at least 2 x 2, got {images.shape}")
+
+
 # -- the augmenter ------------------------------------------------------------------------------
 
 
@@ -250,18 +267,7 @@ class Augmenter:
             New arrays of the same shapes and dtypes.
         """
         images, masks = np.asarray(images), np.asarray(masks)
-        if images.ndim != 4 or masks.ndim != 4:
-            raise ValueError(
-                "Augmenter: expected images and masks of shape (N, H, W, C), got "
-                f"{images.shape} and {masks.shape}"
-            )
-        if images.shape[:3] != masks.shape[:3]:
-            raise ValueError(
-                f"Augmenter: images {images.shape} and masks {masks.shape} must have the same "
-                "number, height and width"
-            )
-        if min(images.shape[1:3]) < 2:
-            raise ValueError(f"Augmenter: images must be at least 2 x 2, got {images.shape}")
+        check_batch("Augmenter", images, masks)
 
         out_images, out_masks = np.empty_like(images), np.empty_like(masks)
         self.last_transforms = []

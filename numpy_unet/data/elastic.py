@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import check_batch as check_shapes
 from .resample import resample
 
 __all__ = [
@@ -136,28 +137,9 @@ def apply_elastic(
 
 
 # -- checks -----------------------------------------------------------------------------------
-def _check_options(where: str, sigma: object, grid: object) -> tuple[float, int]:
-    number = isinstance(sigma, (int, float, np.integer, np.floating))
-    if isinstance(sigma, bool) or not number or not (np.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"{where}: sigma must be a finite number of pixels >= 0, got {sigma!r}")
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"{where}: grid must be an integer >= 2 (corners included), got {grid!r}")
-    return float(sigma), int(grid)
-
-
 def _check_batch(where: str, images: np.ndarray, masks: np.ndarray) -> None:
-    if images.ndim != 4 or masks.ndim != 4:
-        raise ValueError(
-            f"{where}: expected images and masks of shape (N, H, W, C), got "
-            f"{images.shape} and {masks.shape}"
-        )
-    if images.shape[:3] != masks.shape[:3]:
-        raise ValueError(
-            f"{where}: images {images.shape} and masks {masks.shape} must have the same "
-            "number, height and width"
-        )
-    if min(images.shape[1:3]) < 2:
-        raise ValueError(f"{where}: images must be at least 2 x 2, got {images.shape}")
+    """The shapes as every augmenter wants them; numeric images; masks of 0 and 1."""
+    check_shapes(where, images, masks)
     if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
         raise ValueError(f"{where}: images must be float or integer, got dtype {images.dtype}")
     if not np.isin(masks, (0, 1)).all():
@@ -165,6 +147,15 @@ def _check_batch(where: str, images: np.ndarray, masks: np.ndarray) -> None:
             f"{where}: masks must hold only 0 and 1 (they are thresholded at 0.5 after "
             f"interpolation), got values in [{masks.min():g}, {masks.max():g}]"
         )
+
+
+def _check_options(where: str, sigma: object, grid: object) -> tuple[float, int]:
+    number = isinstance(sigma, (int, float, np.integer, np.floating))
+    if isinstance(sigma, bool) or not number or not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"{where}: sigma must be a finite number of pixels >= 0, got {sigma!r}")
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"{where}: grid must be an integer >= 2 (corners included), got {grid!r}")
+    return float(sigma), int(grid)
 
 
 # -- the augmenter ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Readable loop versions of convolution, transposed convolution and max pooling.
 
-These follow the formulas in the layers' docstrings one index at a time. They are slow
-(Python loops over every output pixel) and exist to be read, and to be the reference that
-the tests compare the fast layers against.
+These follow the formulas in the layers' docstrings one index at a time, forward and
+backward. They are slow (Python loops over every output pixel) and exist to be read, and to
+be the reference that the tests compare the layers (and the speed engine) against.
 """
 
 from __future__ import annotations
@@ -76,6 +76,30 @@ def conv2d_transpose_forward_loops(
     if bias is not None:
         y += bias
     return y
+
+
+def conv2d_transpose_backward_loops(
+    x: np.ndarray, kernel: np.ndarray, dyf: np.ndarray, strides: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dK, db) of the full transposed convolution for dyf = dL/dyf (N, Hf, Wf, F).
+
+    Forward, pixel (h, w) painted ``K[i, j] @ x[n, h, w]`` onto ``y[s*h + i, s*w + j]``; so
+    backward, each painted value's gradient flows back to that pixel and that kernel entry.
+    """
+    kh, kw, filters, _ = kernel.shape
+    sh, sw = strides
+    n_batch, h_in, w_in, _ = x.shape
+    dx, dkernel = np.zeros_like(x), np.zeros_like(kernel)
+    dbias = dyf.sum(axis=(0, 1, 2))  # every output element had the bias added once
+    for n in range(n_batch):
+        for h in range(h_in):
+            for w in range(w_in):
+                for i in range(kh):
+                    for j in range(kw):
+                        g = dyf[n, sh * h + i, sw * w + j, :]  # (F,): this painted value's
+                        dx[n, h, w, :] += kernel[i, j].T @ g  # ... gradient to the pixel,
+                        dkernel[i, j] += np.outer(g, x[n, h, w, :])  # ... and to K[i, j].
+    return dx, dkernel, dbias
 
 
 def maxpool_forward_loops(

@@ -151,8 +151,12 @@ class UNet:
         inside = {"retain_cache": False, "check_finite": False}
 
         def conv(f: int, k: int, name: str, **kw: object) -> Conv2D:
-            kw = {"activation": "relu", "padding": padding, "kernel_initializer": "he_normal"} | kw
-            kw |= inside | {"check_finite": name == "conv1_1"}  # the user's data comes in here
+            seed_conv = {
+                "activation": "relu",
+                "padding": padding,
+                "kernel_initializer": "he_normal",
+            }
+            kw = seed_conv | inside | kw
             return Conv2D(f, k, dtype=dtype, seed=next_seed(), name=name, **kw)
 
         def drop(level: int) -> Dropout | None:
@@ -166,7 +170,7 @@ class UNet:
             n = i + 1
             self.down.append(
                 DownLevel(
-                    conv(f[i], 3, f"conv{n}_1"),
+                    conv(f[i], 3, f"conv{n}_1", check_finite=n == 1),  # the user's data enters
                     conv(f[i], 3, f"conv{n}_2"),
                     drop(n) if n == depth else None,
                     MaxPooling2D(2, name=f"pool{n}", **inside),
