@@ -3,6 +3,8 @@
 - ``NUMPY_UNET_QUICK=1``: run in well under a minute (smaller sizes, fewer steps), with the
   same code path; the tests run every tutorial this way.
 - ``NUMPY_UNET_FIGURES=DIR``: where figures go (default ``tutorials/figures/``), as PNG.
+  Opened as a notebook (jupytext), the figures also show inline, below their cell, and go
+  to ``figures/`` in the notebook's folder.
 - ``--data DIR`` on the command line, or ``NUMPY_UNET_DATA=DIR``: a folder of real ISBI 2012
   images (the seed's image/ + label/ layout); without it, generated membranes are used.
 """
@@ -26,21 +28,39 @@ def pick(full: object, fast: object) -> object:
     return fast if quick() else full
 
 
+def in_notebook() -> bool:
+    """True when running in a Jupyter (IPython) kernel rather than as a script."""
+    return "ipykernel" in sys.modules
+
+
 def figures_dir() -> Path:
-    """``NUMPY_UNET_FIGURES``, else ``figures/`` beside the running tutorial script."""
-    script = Path(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else None
-    default = script.resolve().parent / "figures" if script else Path.cwd() / "figures"
+    """``NUMPY_UNET_FIGURES``, else ``figures/`` beside the running tutorial script; in a
+    notebook, where no script runs, ``figures/`` in the kernel's folder (the notebook's)."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if in_notebook() or not script:
+        default = Path.cwd() / "figures"
+    else:
+        default = Path(script).resolve().parent / "figures"
     folder = Path(os.environ.get("NUMPY_UNET_FIGURES", default))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def save(fig: object, name: str) -> Path:
-    """Save a matplotlib figure as ``name`` (a .png) in the figures folder; print the path."""
+def save(fig: object, name: str) -> None:
+    """Save a matplotlib figure as ``name`` (a .png) in the figures folder and print the
+    path; in a notebook, also show it below the cell."""
     path = figures_dir() / name
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"saved figure {path}")
-    return path
+    show(path)
+
+
+def show(path: str | os.PathLike) -> None:
+    """In a notebook, show the PNG at ``path`` below the cell (as a script: nothing)."""
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
 
 
 def data_dir() -> Path | None:
