@@ -25,7 +25,7 @@ from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 __version__ = "0.1.0"
 
 # name -> the module that defines it, imported on first use (PEP 562)
-_EXPORTS = {"UNet": "numpy_unet.model", "load_model": "numpy_unet.model"}
+_EXPORTS = {"UNet": ".model", "load_model": ".model"}  # relative: a course copy loads as is
 _SUBPACKAGES = (
     "app",
     "data",
@@ -53,9 +53,9 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     if name in _SUBPACKAGES:
-        return importlib.import_module(f"numpy_unet.{name}")
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'numpy_unet' has no attribute {name!r}")
 
 

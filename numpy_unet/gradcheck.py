@@ -35,6 +35,7 @@ __all__ = [
     "ModelWithLoss",
     "TensorCheck",
     "away_from_kinks",
+    "compare",
     "gradcheck",
     "gradcheck_loss",
 ]
@@ -146,6 +147,13 @@ def _require_float64(arrays: list[tuple[str, np.ndarray]], layer: str) -> None:
                 "(float32 rounding is larger than the differences being measured). Build the "
                 "layer with dtype='float64' and pass x.astype(np.float64)."
             )
+
+
+def compare(
+    name: str, numerical: np.ndarray, analytic: np.ndarray, atol: float, rtol: float
+) -> TensorCheck:
+    """The verdict for one tensor: ``analytic`` against ``numerical`` (or any reference)."""
+    return _compare(name, np.asarray(numerical, float), np.asarray(analytic, float), atol, rtol)
 
 
 def _compare(

@@ -60,6 +60,8 @@ def test_runtime_dependencies_are_numpy_and_matplotlib_only():
 @pytest.mark.parametrize("path", sorted((ROOT / "numpy_unet").rglob("*.py")), ids=str)
 def test_package_imports_no_framework(path):
     allowed = {"numpy", "matplotlib", "numpy_unet", "__future__"}
+    if path.name == "tutorial.py":
+        allowed.add("IPython")  # only when running in a Jupyter kernel, which is IPython
     stdlib = set(sys.stdlib_module_names)
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -91,3 +93,20 @@ def test_readme_python_examples_run(capsys, tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})  # noqa: S102
     assert "Total params: 31,031,685" in capsys.readouterr().out
+
+
+def test_demo_help_describes_the_demo_as_it_runs(capsys):
+    import re
+
+    from numpy_unet.app.demo import DemoRecipe
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    r = DemoRecipe()
+    n = r.train + r.validation + r.test
+    assert f"Generate {n} EM-like membrane images ({r.size}x{r.size})" in text
+    assert f"on {r.train} of them" in text and f"with {r.filters} filters" in text
+    assert f"{r.epochs} epochs of {r.steps_per_epoch} steps" in text
+    assert f"score {r.test} held-out images" in text
+    assert re.search(r"--seed SEED\s+seed of the images", text)

@@ -1,14 +1,18 @@
-"""The course kit round trip: the student copy fails exactly the exercise tests, the full
-package passes them, and putting one solution back makes exactly that test pass."""
+"""The course kit: the student copy gives no answer away, the teacher's grader judges with its
+own checks, contained, and every round trip a teacher makes works."""
 
 from __future__ import annotations
 
+import json
 import pathlib
+import re
+import textwrap
 
 import pytest
 
 from numpy_unet.app.cli import main
-from numpy_unet.teach import course
+from numpy_unet.teach import course, grading
+from numpy_unet.teach.checks import CHECKS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,44 +22,133 @@ def student(tmp_path_factory) -> pathlib.Path:
     return course.make_exercises(tmp_path_factory.mktemp("course") / "student")
 
 
-def test_every_backward_pass_is_an_exercise(student):
+def replace_block(copy: pathlib.Path, file: str, name: str, code: str, block: int = 0) -> None:
+    """Write ``code`` as the student's answer in block ``block`` of exercise ``name``."""
+    path = copy / "numpy_unet" / file
+    lines = path.read_text().splitlines(keepends=True)
+    start, stop = course._blocks(path.read_text(), name)[block]
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    body = textwrap.indent(textwrap.dedent(code).strip() + "\n", indent)
+    lines[start + 1 : stop] = [body]
+    path.write_text("".join(lines))
+
+
+def scores(copy: pathlib.Path, *names: str, timeout: float = 60) -> dict[str, float]:
+    return {n: r.score for n, r in grading.grade(copy, timeout, list(names)).items()}
+
+
+def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     tasks = (student / "EXERCISES.md").read_text()
-    for name in course.TASKS:
-        assert f"`{name}`" in tasks
-    cut = (student / "numpy_unet" / "layers" / "conv2d.py").read_text()
-    assert 'raise NotImplementedError("exercise conv2d_backward' in cut
-    assert "col2im(dcols" not in cut.split("def backward")[1].split("def im2col")[0]
-    assert (student / "numpy_unet" / "layers" / "conv2d.py").read_text() != (
-        ROOT / "numpy_unet" / "layers" / "conv2d.py"
-    ).read_text()
+    assert all(f"`{name}`" in tasks for name in course.TASKS)
+    assert set(course.TASKS) == set(CHECKS)
+    conv = (student / "numpy_unet" / "layers" / "conv2d.py").read_text()
+    assert conv.count('raise NotImplementedError("exercise conv2d_backward') == 2  # and col2im
+    assert "dcols @ kernel" not in conv
+    fast = (student / "numpy_unet" / "fast" / "conv.py").read_text()
+    assert "def backward" not in fast and "def forward" not in fast  # a stub: pays_off only
+    loops = (student / "numpy_unet" / "layers" / "loops.py").read_text()
+    assert "def conv2d_forward_loops" in loops  # the forward references stay
+    assert "def conv2d_backward_loops" not in loops and "def maxpool_backward_loops" not in loops
+    assert "def conv2d_transpose_backward_loops" not in loops
 
 
-def test_student_copy_fails_exactly_the_exercises(student):
-    results = course.grade(student)
-    exercises = {n: r for n, r in results.items() if r["kind"] == "exercise"}
-    assert set(exercises) == set(course.TASKS)
-    assert not any(r["passed"] for r in exercises.values())
-    assert all("NotImplementedError" in r["error"] for r in exercises.values())
-    forward = [r for r in results.values() if r["kind"] == "forward"]
-    assert forward and all(r["passed"] for r in forward)  # the forward passes still work
+def test_an_untouched_copy_scores_zero_and_the_package_full_marks(student):
+    untouched = grading.grade(student)
+    assert set(untouched) == set(CHECKS)
+    assert all(r.score == 0 for r in untouched.values())
+    assert all("NotImplementedError" in i.detail for r in untouched.values() for i in r.items)
+    assert all(r.score == 1 for r in grading.grade(ROOT).values())
 
 
-def test_full_package_passes_every_exercise_test():
-    results = course.grade(ROOT)
-    assert all(r["passed"] for r in results.values()), results
+def test_the_three_cheats_score_zero(tmp_path):
+    copy = course.make_exercises(tmp_path / "cheats")
+    # 1. a wrapper around the speed engine's kernel, which a copy once shipped
+    replace_block(
+        copy,
+        "layers/conv2d.py",
+        "conv2d_backward",
+        """
+        from ..fast.conv import backward as engine
+        dxp, dk = engine(xp, self.params["kernel"], dz)
+        self.grads = {"kernel": dk, "bias": dz.sum(axis=(0, 1, 2))}
+        """,
+    )
+    # 2. the loop reference of max pooling
+    replace_block(
+        copy,
+        "layers/pooling.py",
+        "maxpool_backward",
+        "from .loops import maxpool_backward_loops\n"
+        "return maxpool_backward_loops(dy, None, xp.shape)",
+    )
+    # 3. the grader's files in the copy, edited to pass everything
+    (copy / "numpy_unet" / "teach" / "grading.py").write_text("print('score: 14 / 14')\n")
+    checks = copy / "numpy_unet" / "teach" / "checks.py"
+    checks.write_text(checks.read_text().replace("report.checks.append(", "report.checks and ("))
+    assert scores(copy, "conv2d_backward", "maxpool_backward", "relu_backward") == {
+        "conv2d_backward": 0,
+        "maxpool_backward": 0,
+        "relu_backward": 0,
+    }
 
 
-def test_one_solution_back_passes_exactly_that_exercise(student, tmp_path):
-    copy = course.make_exercises(tmp_path / "one")
+def test_the_stated_rules_at_ties_and_zeros_are_graded(tmp_path):
+    copy = course.make_exercises(tmp_path / "rules")
     course.copy_solution("maxpool_backward", copy)
-    results = course.grade(copy)
-    passed = {n for n, r in results.items() if r["kind"] == "exercise" and r["passed"]}
-    assert passed == {"maxpool_backward"}
+    every_tied_maximum = """
+    _, ho, wo, _ = dy.shape
+    ph, pw = self.pool_size
+    dxp = np.zeros(xp.shape, dy.dtype)
+    for i, j in np.ndindex(ph, pw):  # every maximum of a window gets dy, ties included
+        hit = self._window_offset(xp, i, j, ho, wo) == y
+        self._window_offset(dxp, i, j, ho, wo)[...] += dy * hit
+    return dxp[:, top : top + h, left : left + w, :]
+    """
+    replace_block(copy, "layers/pooling.py", "maxpool_backward", every_tied_maximum)
+    replace_block(copy, "layers/activations.py", "relu_backward", "return dy * (y >= 0)")
+    results = grading.grade(copy, exercises=["maxpool_backward", "relu_backward"])
+    pool = {i.name: i.passed for i in results["maxpool_backward"].items}
+    assert pool.pop("ties: gradient of input at tied maxima") is False
+    assert all(pool.values())  # without ties the broken rule is invisible: partial credit
+    assert 0 < results["maxpool_backward"].score < 1
+    relu = {i.name: i.passed for i in results["relu_backward"].items}
+    assert relu["relu at 0: gradient of input at x = 0"] is False
 
 
-def test_grade_command_prints_the_score_table(student, capsys):
-    assert main(["grade", str(student)]) == 1
+def test_a_hanging_or_printing_copy_gets_its_row_and_grade_goes_on(tmp_path, capsys):
+    copy = course.make_exercises(tmp_path / "hang")
+    replace_block(copy, "layers/activations.py", "relu_backward", "import time\ntime.sleep(60)")
+    replace_block(
+        copy, "layers/activations.py", "sigmoid_backward", "print('{}')\nraise KeyError(7)"
+    )
+    results = grading.grade(copy, timeout=3, exercises=["relu_backward", "sigmoid_backward"])
+    assert all("timed out after 3 s" in i.detail for i in results["relu_backward"].items)
+    assert results["sigmoid_backward"].items[0].detail == "KeyError: 7"
+    table = grading.score_table(results)
+    assert "timed out after 3 s" in table and "score: 0.00 / 2" in table
+
+
+def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
+    copy = tmp_path / "class"
+    assert main(["exercises", str(copy)]) == 0
+    course.copy_solution("conv2d_backward", copy)  # both blocks: backward and col2im
+    report = tmp_path / "results.json"
+    assert main(["grade", str(copy), "--json", str(report)]) == 1
     out = capsys.readouterr().out
-    assert "relu_backward" in out and "FAIL" in out and "score: 0 / 14" in out
-    assert main(["exercises", str(student)]) == 2  # never writes over an earlier copy
+    assert re.search(r"conv2d_backward\s+15 / 15\s+1.00", out) and "score: 1.00 / 14" in out
+    result = json.loads(report.read_text())
+    assert result["score"] == 1.0 and result["max_score"] == 14.0
+    rows = {t["name"]: t for t in result["tests"]}
+    assert rows["conv2d_backward"]["score"] == 1.0 and rows["relu_backward"]["score"] == 0.0
+    assert set(rows["relu_backward"]) == {"name", "score", "max_score", "output"}
+    assert main(["solutions", str(tmp_path / "key")]) == 0
+    key = (tmp_path / "key" / "SOLUTIONS.md").read_text()
+    assert "## 5. `conv2d_transpose_backward`" in key and "def " not in key.split("```")[0]
+    assert "dcols = dz @ kernel.reshape(-1, self.filters).T" in key
+    assert main(["exercises", str(copy)]) == 2  # never writes over an earlier copy
     assert "not empty" in capsys.readouterr().err
+
+
+def test_the_copys_own_tests_check_the_copy(student):
+    text = (student / "tests" / "test_exercises.py").read_text()
+    assert "from numpy_unet.teach.checks import CHECKS, package_lib" in text

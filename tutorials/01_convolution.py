@@ -1,10 +1,16 @@
 # %% [markdown]
 # # 01 · Convolution: what `Conv2D` computes, forwards and backwards
 #
-# The seed's UNet has 24 `Conv2D` layers: nineteen 3x3, four 2x2 and one 1x1. This tutorial
-# takes the layer apart with the package's own code: first as four nested loops you can follow
-# with a pencil, then as the single matrix product the fast layer actually runs, then
-# backwards, and finally as a window onto the image that grows with every layer.
+# Throughout these tutorials, *the seed* is the Keras UNet of the blog post this project
+# re-implements (the widely copied Keras UNet for EM membranes): a Keras model built from `Conv2D`,
+# `MaxPooling2D`, `UpSampling2D` and `concatenate`, with a 256x256x1 input and 31,031,685
+# parameters. Tutorial 04 rebuilds it line by line and counts them. It has 24 `Conv2D`
+# layers: nineteen 3x3, four 2x2 and one 1x1 (the first cell below counts them).
+#
+# This tutorial takes the layer apart with the package's own code: first as four nested
+# loops you can follow with a pencil, then as the single matrix product of the layer's
+# im2col code, then backwards, and finally as a window onto the image that grows with
+# every layer.
 #
 # **You will learn**
 #
@@ -42,6 +48,19 @@ from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, suppress=True, linewidth=100)
 print("quick mode: smaller sizes" if quick() else "full mode")
+
+seed_layout = UNet((256, 256, 1), filters=1, seed=0)  # the seed's layout; 1 filter: quick
+kernel_sizes = [
+    lay.params["kernel"].shape[0] for lay in seed_layout.layers if isinstance(lay, Conv2D)
+]
+count = {k: kernel_sizes.count(k) for k in (3, 2, 1)}
+print(
+    f"the seed's UNet: {len(kernel_sizes)} Conv2D layers, "
+    f"{count[3]} of 3x3, {count[2]} of 2x2, {count[1]} of 1x1"
+)
+assert len(kernel_sizes) == 24 and count == {3: 19, 2: 4, 1: 1}, (
+    "the seed's UNet should have 24 convs: nineteen 3x3, four 2x2 and one 1x1"
+)
 
 
 def as_image(a: np.ndarray) -> np.ndarray:
@@ -115,6 +134,7 @@ products = window * k_tiny[:, :, 0, 0] + 0.0  # "+ 0.0" prints -0 as 0
 print("window x[0:3, 0:3]:\n", window)
 print("window * K:\n", products)
 print(f"sum = {products.sum():g}   (z[0, 0] = {as_image(z_loops)[0, 0]:g})")
+assert products.sum() == as_image(z_loops)[0, 0], "z[0, 0] is the sum of window * K"
 
 # %% [markdown]
 # With several channels nothing changes except that the window is `kh x kw x Cin` and there
@@ -131,6 +151,7 @@ print("x", x_mc.shape, " K", k_mc.shape, " b", b_mc.shape, " ->  z", z_mc.shape)
 for f in range(3):
     by_hand = np.sum(x_mc[0, 0:3, 0:3, :] * k_mc[:, :, :, f]) + b_mc[f]
     print(f"filter {f}: z[0, 0, 0, {f}] = {z_mc[0, 0, 0, f]:5.1f}   by hand: {by_hand:5.1f}")
+    assert abs(z_mc[0, 0, 0, f] - by_hand) < 1e-12, "output channel f is one window times filter f"
 
 # %% [markdown]
 # ## 3. The fast version: im2col, then one matrix product
@@ -153,6 +174,9 @@ print("cols = im2col(x, 3, 3), shape", cols.shape, "\n", cols)
 print("K.reshape(-1, 1).T =", k_flat.T)
 print("cols @ K_flat =", (cols @ k_flat).ravel(), "-> reshaped to (1, 2, 2, 1):")
 print(as_image((cols @ k_flat).reshape(1, 2, 2, 1)))
+assert np.array_equal((cols @ k_flat).reshape(z_loops.shape), z_loops), (
+    "im2col then one matmul should give the loops' output"
+)
 
 # %% [markdown]
 # The figure shows the same thing: each coloured window of the input becomes the row of
@@ -190,8 +214,8 @@ def grid_axes(fig, xlim, ylim, rect=(0, 0, 1, 1)):
     return ax
 
 
-WINDOW_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
-LIGHT = ["#cfe2f3", "#fde0c2", "#d2eed2", "#f5cfcf"]
+WINDOW_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]  # no red next to green
+LIGHT = ["#cfe2f3", "#fde0c2", "#d2eed2", "#e4d7f2"]
 POSITIONS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # output pixel of window m
 
 fig = Figure(figsize=(14, 4.4))
@@ -269,6 +293,7 @@ layer = Conv2D(1, 3, padding="valid", dtype="float64")
 layer.build(x_tiny.shape)
 layer.set_weights([k_tiny, np.zeros(1)])
 print("Conv2D on the tiny example:\n", as_image(layer.forward(x_tiny)))
+assert np.abs(layer.forward(x_tiny) - z_loops).max() < 1e-12, "Conv2D should match the loops"
 
 x_rand = rng.standard_normal((2, 7, 6, 3))
 print(f"\n{'kernel':>6}  {'padding':>7}  {'output shape':>14}  max |Conv2D - loops|")
@@ -281,7 +306,7 @@ for k in (1, 2, 3):
         slow = conv2d_forward_loops(x_rand, conv.params["kernel"], conv.params["bias"], padding)
         diff = np.abs(fast - slow).max()
         print(f"{k}x{k:<4}  {padding:>7}  {str(fast.shape):>14}  {diff:.2e}")
-        assert diff < 1e-12
+        assert diff < 1e-12, f"Conv2D ({k}x{k}, {padding}) should match the loops to rounding"
 
 # %% [markdown]
 # Same numbers, very different speed. The loops run one Python iteration per output pixel
@@ -305,6 +330,8 @@ print(f"x {x_big.shape} -> z {fast.shape}, float32")
 print(f"loops : {t_slow * 1e3:8.1f} ms")
 print(f"im2col: {t_fast * 1e3:8.1f} ms   ({t_slow / t_fast:.0f}x faster)")
 print(f"max |difference| = {np.abs(fast - slow).max():.1e}  (float32 rounding)")
+assert np.abs(fast - slow).max() < 1e-4, "im2col and the loops should agree to float32 rounding"
+assert t_fast < t_slow, "the im2col layer should be faster than the four loops"
 
 # %% [markdown]
 # ## 4. Output sizes: `'valid'` and `'same'`
@@ -325,13 +352,18 @@ print(f"{'kernel':>6}  {'valid: H-k+1':>12}  {'same: H':>7}  {'same pads (before
 for k in (1, 2, 3, 4, 5):
     before, after = same_padding(H, k)
     print(f"{k:>6}  {H - k + 1:>12}  {H:>7}  {str((before, after)):>25}")
+    assert before + after == k - 1, "'same' pads k - 1 zeros in total"
+    assert before == (k - 1) // 2, "'same' puts the smaller half before, the extra zero after"
 
 # %% [markdown]
 # This matters for the seed's UNet: its up-convolution is `UpSampling2D(2)` followed by
 # `Conv2D(f, 2, padding="same")`. Below, a 2x2 kernel of ones (so each output is the sum of
-# its 2x2 window) runs on a 3x3 input. The window of output `(h, w)` covers input rows
-# `h, h+1` and columns `w, w+1`: it starts at the pixel itself and reaches down and right.
-# The last row and column of the output therefore see one padded zero row or column.
+# its 2x2 window) runs on a 3x3 input holding 1 to 9, row by row.
+
+# %% [markdown]
+# **Predict before you run.** With Keras's padding (0 before, 1 after), what are the
+# top-left output `z[0, 0]` and the bottom-right output `z[2, 2]`? And with the padding the
+# other way round (1 before, 0 after), what would `z[0, 0]` be?
 
 # %%
 x3 = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
@@ -348,6 +380,14 @@ print(
 print("Conv2D(1, 2, padding='same') with a kernel of ones:\n", as_image(z_same))
 print(f"z[0, 0] = 1 + 2 + 4 + 5 = {as_image(z_same)[0, 0]:g}")
 print(f"z[2, 2] = 9 + 0 + 0 + 0 = {as_image(z_same)[2, 2]:g}  (three padded zeros)")
+assert as_image(z_same)[0, 0] == 1 + 2 + 4 + 5, "the 2x2 window of (0, 0) reaches down-right"
+assert as_image(z_same)[2, 2] == 9, "the last output's window holds three padded zeros"
+
+# %% [markdown]
+# The answer: the window of output `(h, w)` covers input rows `h, h+1` and columns
+# `w, w+1`. It starts at the pixel itself and reaches down and right, so `z[0, 0]` adds
+# 1, 2, 4 and 5, and the last row and column of the output see one padded zero row or
+# column: `z[2, 2]` is 9 alone.
 
 # %% [markdown]
 # If the padding were put the other way round (1 before, 0 after), every output would be
@@ -359,10 +399,11 @@ print(f"z[2, 2] = 9 + 0 + 0 + 0 = {as_image(z_same)[2, 2]:g}  (three padded zero
 x_before = np.pad(x3, ((0, 0), (1, 0), (1, 0), (0, 0)))  # 1 before, 0 after
 z_before = conv2d_forward_loops(x_before, ones2, None, "valid")
 print("padding (1 before, 0 after) instead:\n", as_image(z_before))
-print(
-    "is it Keras's output shifted by one pixel?",
-    np.array_equal(as_image(z_before)[1:, 1:], as_image(z_same)[:-1, :-1]),
-)
+shifted = np.array_equal(as_image(z_before)[1:, 1:], as_image(z_same)[:-1, :-1])
+print("is it Keras's output shifted by one pixel?", shifted)
+print(f"z[0, 0] with (1 before, 0 after) = 0 + 0 + 0 + 1 = {as_image(z_before)[0, 0]:g}")
+assert shifted, "padding (1 before, 0 after) should shift Keras's output by one pixel"
+assert as_image(z_before)[0, 0] == 1, "with 1 before, the window of (0, 0) holds three zeros"
 
 # %% [markdown]
 # The figure shows both paddings with the window of output pixel `(0, 0)` and of the last
@@ -443,14 +484,35 @@ save(fig, "01_same_padding.png")
 # exactly what `conv2d_backward_loops` does, and it is also a transposed convolution of
 # `dz` with `K`, which is why `Conv2DTranspose` is sometimes called a "backwards conv".
 #
+# Writing this backward pass is exercise `conv2d_backward` of the course kit
+# (`numpy-unet exercises`): given `dz` and the padded input, compute `dK`, `db` and `dx`
+# with im2col and col2im, exactly as derived above.
+#
 # First, col2im on its own. Fed a matrix of ones, it counts how many windows cover each
-# pixel, i.e. how many terms each pixel's gradient is a sum of. For a 3x3 `'same'` conv
-# on a 5x5 image, the corners are in 4 windows and the interior pixels in 9.
+# pixel, i.e. how many terms each pixel's gradient is a sum of.
+#
+# **Predict before you run.** For a 3x3 `'same'` conv on a 5x5 image, how many windows
+# contain a corner pixel? A pixel on the border but not in a corner? A pixel of the
+# interior?
 
 # %%
 xp_shape = pad_same(np.zeros((1, 5, 5, 1)), 3, 3, "same").shape  # (1, 7, 7, 1)
 coverage = col2im(np.ones((25, 9)), xp_shape, 3, 3)[:, 1:-1, 1:-1, :]  # cut the padding
 print("windows covering each pixel of a 5x5 image (3x3 kernel, 'same'):\n", as_image(coverage))
+corner, border, interior = (
+    as_image(coverage)[0, 0],
+    as_image(coverage)[0, 2],
+    as_image(coverage)[2, 2],
+)
+print(f"corner: {corner:g} windows, border: {border:g}, interior: {interior:g}")
+assert (corner, border, interior) == (4, 6, 9), (
+    "col2im: 4 windows at a corner, 6 on a border, 9 inside"
+)
+
+# %% [markdown]
+# The answer: 4, 6 and 9. A corner pixel is in the windows of the 2x2 outputs around it,
+# a border pixel in 2x3, an interior pixel in all 3x3 windows that reach it. The zero
+# padding takes the other windows' places, and its gradient is cut off.
 
 # %% [markdown]
 # Now the whole backward of `Conv2D` (im2col) against the loops, on the random 7x6 input
@@ -465,9 +527,14 @@ dx_loop, dk_loop, db_loop = conv2d_backward_loops(x_rand, conv.params["kernel"],
 print(
     "shapes: dx", dx_fast.shape, " dK", conv.grads["kernel"].shape, " db", conv.grads["bias"].shape
 )
-print(f"max |dx fast - loops| = {np.abs(dx_fast - dx_loop).max():.1e}")
-print(f"max |dK fast - loops| = {np.abs(conv.grads['kernel'] - dk_loop).max():.1e}")
-print(f"max |db fast - loops| = {np.abs(conv.grads['bias'] - db_loop).max():.1e}")
+for name, fast_grad, loop_grad in (
+    ("dx", dx_fast, dx_loop),
+    ("dK", conv.grads["kernel"], dk_loop),
+    ("db", conv.grads["bias"], db_loop),
+):
+    diff = np.abs(fast_grad - loop_grad).max()
+    print(f"max |{name} fast - loops| = {diff:.1e}")
+    assert diff < 1e-12, f"the im2col backward's {name} should match the loops to rounding"
 
 # %% [markdown]
 # Both versions could share the same mistake, so check them against the definition of a
@@ -487,7 +554,10 @@ for layer in (
 ):
     layer.build(x_check.shape)
     layer.params["bias"][:] = 0.1  # away from zero, so ReLU's kink is not hit by chance
-    print(gradcheck(layer, x_check), end="\n\n")
+    report = gradcheck(layer, x_check, raise_exception=False)
+    print(report, end="\n\n")
+    assert report.passed, f"gradcheck of {layer.name} should say ok for every tensor"
+    assert report.max_rel_error < 1e-7, f"{layer.name}: relative errors should be around 1e-8"
 
 # %% [markdown]
 # ## 6. The receptive field
@@ -502,6 +572,10 @@ for layer in (
 #     r_out = r_in + (k - 1) * jump_in,     jump_out = jump_in * stride
 #
 # The cell below applies this rule down the contracting path of the seed's UNet.
+#
+# **Predict before you run.** The bottom of the U, `conv5_2`, comes after ten 3x3 convs and
+# four poolings. How wide is its receptive field: about 20 pixels (ten convs of 2 each),
+# about 50, or more than 100?
 
 # %%
 r, jump = 1, 1
@@ -512,16 +586,21 @@ for level in range(1, 6):
         k, stride = (2, 2) if name.startswith("pool") else (3, 1)
         r, jump = r + (k - 1) * jump, jump * stride
         print(f"{name:>10}  {k:>6}  {stride:>6}  {f'{r}x{r}':>15}  {jump:>4}")
+print(f"conv5_2 sees {r}x{r} input pixels; ten 3x3 convs without poolings: {1 + 10 * 2}")
+assert r == 140 and jump == 16, "the rule gives conv5_2 a 140x140 field with jump 16"
 
 # %% [markdown]
-# The bottom of the U (`conv5_2`) already sees 140x140 input pixels. The expanding path
-# widens this further, and there the rule above no longer applies directly: an
-# up-sampling halves the jump, and whether a window straddles two copied pixels depends on
-# where the output pixel sits. So follow the input interval instead. Start from one output
-# pixel `[p, p]` and walk back through the layers on its deepest path: a 3x3 `'same'` conv
-# widens `[a, b]` to `[a-1, b+1]`, the 2x2 up-conv to `[a, b+1]` (Keras's padding again), a
-# pooling to `[2a, 2b+1]` and an up-sampling to `[a // 2, b // 2]`. The skip paths pass
-# through fewer layers and see less, so the deepest path gives the whole field.
+# The answer: more than 100. The bottom of the U (`conv5_2`) already sees 140x140 input
+# pixels, because the convs after each pooling take steps of 2, 4, 8, then 16 pixels.
+#
+# The expanding path widens this further, and there the rule above no longer applies
+# directly: an up-sampling halves the jump, and whether a window straddles two copied
+# pixels depends on where the output pixel sits. So follow the input interval instead.
+# Start from one output pixel `[p, p]` and walk back through the layers on its deepest
+# path: a 3x3 `'same'` conv widens `[a, b]` to `[a-1, b+1]`, the 2x2 up-conv to `[a, b+1]`
+# (Keras's padding again), a pooling to `[2a, 2b+1]` and an up-sampling to
+# `[a // 2, b // 2]`. The skip paths pass through fewer layers and see less, so the deepest
+# path gives the whole field.
 
 
 # %%
@@ -557,6 +636,7 @@ sizes = [
 print("seed's UNet (depth 4): receptive field of output row p, for p mod 16 = 0 .. 15:")
 print(sizes)
 print(f"so {min(sizes)} to {max(sizes)} pixels wide, depending on the position mod 2**4 = 16")
+assert (min(sizes), max(sizes)) == (204, 220), "the seed's UNet sees 204 to 220 pixels per axis"
 
 # %% [markdown]
 # So each output pixel of the seed's UNet can depend on a window of up to 220x220 input
@@ -610,6 +690,18 @@ for depth in (1, 2, 3):
         f"{depth} 3x3 conv(s): non-zero gradient on {np.count_nonzero(g.any(1))}x"
         f"{np.count_nonzero(g.any(0))} pixels, centre value {g[5, 5]:g}"
     )
+    width = 2 * depth + 1
+    assert np.count_nonzero(g.any(1)) == np.count_nonzero(g.any(0)) == width, (
+        f"{depth} 3x3 conv(s) should see {width}x{width} pixels"
+    )
+    paths_1d = np.ones(1)
+    for _ in range(depth):
+        paths_1d = np.convolve(paths_1d, np.ones(3))  # paths along one axis: 1 2 3 2 1, ...
+    field = g[5 - depth : 6 + depth, 5 - depth : 6 + depth]
+    assert np.array_equal(field, np.outer(paths_1d, paths_1d)), (
+        "the gradient of a stack of kernels of ones should count the paths to the output"
+    )
+    assert field[0, 0] == 1 and field.max() == g[5, 5], "corners: 1 path; most at the centre"
 
 n_images, side = pick((32, 32), (8, 32))
 stack = (
@@ -627,9 +719,13 @@ panels.append(
     )
 )
 rows = np.flatnonzero(g.any(1))
+a, b = input_interval(stack_path(stack), side // 4)  # centre row of the pooled map
 print(
     f"conv-conv-pool-conv-conv: non-zero gradient on rows {rows.min()}..{rows.max()} "
-    f"({rows.max() - rows.min() + 1} pixels; the rule above says 14)"
+    f"({rows.max() - rows.min() + 1} pixels; the rule above says {b - a + 1})"
+)
+assert (rows.min(), rows.max()) == (a, b) and b - a + 1 == 14, (
+    "the gradient should be non-zero exactly on the 14 rows the rule predicts"
 )
 
 fig = Figure(figsize=(16, 4.6), layout="constrained")
@@ -646,7 +742,7 @@ for p, (title, g, stack) in enumerate(panels):
             b - a + 1,
             b - a + 1,
             fill=False,
-            edgecolor="tab:red",
+            edgecolor="magenta",
             linewidth=1.5,
             linestyle="--",
         )
@@ -660,7 +756,7 @@ for p, (title, g, stack) in enumerate(panels):
         ax.set_yticks(range(0, g.shape[0], 2))
     else:
         fig.colorbar(im, ax=ax, shrink=0.8, label="mean |d output / d input|")
-    ax.set_title(f"{title}\nfield {b - a + 1}x{b - a + 1} (red box)", fontsize=10)
+    ax.set_title(f"{title}\nfield {b - a + 1}x{b - a + 1} (magenta box)", fontsize=10)
     ax.set_xlabel("input column")
     ax.set_ylabel("input row")
 fig.suptitle(
@@ -693,6 +789,14 @@ print(
 )
 inside = g_unet[a : b + 1, a : b + 1]
 print(f"pixels of the predicted field with a non-zero gradient: {np.mean(inside > 0):.0%}")
+assert (rows.min(), rows.max(), cols_nz.min(), cols_nz.max()) == (a, b, a, b), (
+    "the gradient should be non-zero inside the predicted interval and nowhere else"
+)
+assert np.all(inside > 0), "every pixel of the predicted field should get some gradient"
+profile = g_unet[centre, a : b + 1]
+ratio = profile.max() / min(profile[0], profile[-1])
+print(f"row {centre}: the field's edge gets {ratio:,.0f}x less gradient than the peak")
+assert ratio > 100, "the edge of the field should get at least 100x less gradient than the peak"
 
 fig = Figure(figsize=(13, 5), layout="constrained")
 ax = fig.add_subplot(1, 2, 1)
@@ -727,8 +831,6 @@ ax.axvline(centre, color="0.4", linestyle=":", label="the output pixel's column"
 ax.set_xlim(-0.5, side - 0.5)
 ax.set_xlabel("input column")
 ax.set_ylabel("mean |gradient| (log scale)")
-profile = g_unet[centre, a : b + 1]
-ratio = profile.max() / min(profile[0], profile[-1])
 ax.set_title(
     f"row {centre}: the field's edge gets {ratio:,.0f}x less gradient than the peak", fontsize=10
 )
@@ -739,11 +841,12 @@ save(fig, "01_unet_receptive_field.png")
 # %% [markdown]
 # Two things to read from this figure. First, the gradient is non-zero exactly on the
 # predicted square and nowhere else, so the interval walk above is right. Second, the
-# influence is far from uniform inside that square: pixels near the output pixel count
-# hundreds to thousands of times more than those at the edge (the right panel is on a log
-# scale). The part of the field that really matters, sometimes called the *effective*
-# receptive field, is much smaller than the theoretical one, for the same path-counting
-# reason as in the kernels-of-ones panels.
+# influence is far from uniform inside that square: the pixels near the output pixel count
+# hundreds to thousands of times more than those at the edge (this run's ratio is printed
+# above and in the right panel's title, which is on a log scale). The part of the field
+# that really matters, sometimes called the *effective* receptive field, is much smaller
+# than the theoretical one, for the same path-counting reason as in the kernels-of-ones
+# panels.
 #
 # ## Summary
 #

@@ -35,10 +35,10 @@ from matplotlib.patches import Rectangle
 from numpy_unet import GradcheckError, UNet, gradcheck
 from numpy_unet.layers import Concatenate, MaxPooling2D, UpSampling2D
 from numpy_unet.layers.loops import maxpool_backward_loops, maxpool_forward_loops
-from numpy_unet.teach.tutorial import pick, quick, save
+from numpy_unet.teach.tutorial import quick, save
 
 np.set_printoptions(precision=4, suppress=True, linewidth=100)
-print("quick mode: fewer gradient checks" if quick() else "full mode")
+print("quick mode: the same small examples and checks as a full run" if quick() else "full mode")
 
 
 def as_image(a: np.ndarray) -> np.ndarray:
@@ -121,9 +121,11 @@ print("y = MaxPooling2D(2).forward(x), shape", y.shape, "\n", as_image(y))
 # %%
 y_loops, where = maxpool_forward_loops(x, (2, 2), (2, 2))
 print("same output as the layer:", np.array_equal(y, y_loops))
+assert np.array_equal(y, y_loops), "the layer and the loops should pool to the same maxima"
 for h, w in itertools.product(range(2), range(2)):
     r, c = where[0, h, w, 0]
     print(f"window ({h}, {w}): max {as_image(y)[h, w]:g} found at x[{r}, {c}]")
+    assert as_image(x)[r, c] == as_image(y)[h, w], "the recorded position holds the maximum"
 
 # %% [markdown]
 # ## 2. Backward: the gradient goes to the winner
@@ -138,13 +140,22 @@ for h, w in itertools.product(range(2), range(2)):
 #
 # Three out of four inputs get no gradient at all. Below, a hand-written upstream gradient
 # `dy` is routed back by the layer and by the loop version.
+#
+# Writing this backward pass is exercise `maxpool_backward` of the course kit
+# (`numpy-unet exercises`): find each window's first maximum again from the cached input
+# and output, and route the window's gradient there.
 
 # %%
 dy = image([[0.1, -0.2], [0.3, 0.4]])
 dx = pool.backward(dy)
 print("dy (2x2):\n", as_image(dy))
 print("dx = pool.backward(dy):\n", as_image(dx))
-print("same as the loop version:", np.array_equal(dx, maxpool_backward_loops(dy, where, x.shape)))
+same = np.array_equal(dx, maxpool_backward_loops(dy, where, x.shape))
+print("same as the loop version:", same)
+print(f"non-zero elements of dx: {np.count_nonzero(dx)} of {dx.size}, summing to {dx.sum():.1f}")
+assert same, "the layer's backward should route dy exactly as the loop version does"
+assert np.count_nonzero(dx) == 4, "one element per window (the winner) gets the gradient"
+assert np.isclose(dx.sum(), dy.sum()), "routing moves dy to the winners: nothing lost or added"
 
 # %% [markdown]
 # The figure shows the same thing: the input with its windows, the winner of each window,
@@ -155,7 +166,7 @@ x_img, y_img, dy_img, dx_img = as_image(x), as_image(y), as_image(dy), as_image(
 won = np.zeros((4, 4), bool)
 for h, w in itertools.product(range(2), range(2)):
     won[tuple(where[0, h, w, 0])] = True
-WINDOW = np.array([["#cfe2f3", "#fde0c2"], ["#d2eed2", "#f5cfcf"]], dtype=object)
+WINDOW = np.array([["#cfe2f3", "#fde0c2"], ["#d2eed2", "#e4d7f2"]], dtype=object)
 window_fill = WINDOW.repeat(2, axis=0).repeat(2, axis=1)  # each 2x2 window its own colour
 
 fig = Figure(figsize=(15, 4.4), layout="constrained")
@@ -180,21 +191,50 @@ save(fig, "02_maxpool_backward.png")
 
 # %% [markdown]
 # On inputs without ties (random real numbers), the pooling is differentiable and
-# `gradcheck` confirms the routing for several pool sizes, strides and odd image sizes. With
-# a stride smaller than the pool, windows overlap, and an element that wins two windows
-# receives the sum of both gradients.
+# `gradcheck` confirms the routing for several pool sizes, strides and odd image sizes,
+# in quick mode too (they are cheap). The last three have a stride smaller than the pool,
+# so their windows overlap.
 
 # %%
 rng = np.random.default_rng(0)
 configs = [(2, 2, (6, 6)), (2, 2, (7, 5)), (3, 2, (7, 7)), (3, 1, (5, 6)), (2, 1, (4, 5))]
-for size, stride, hw in configs[: pick(len(configs), 2)]:
+for size, stride, hw in configs:
     layer = MaxPooling2D(size, strides=stride)
-    report = gradcheck(layer, rng.standard_normal((2, *hw, 2)))
+    report = gradcheck(layer, rng.standard_normal((2, *hw, 2)), raise_exception=False)
     check = report.checks[0]
     print(
         f"pool {size}, stride {stride}, input {hw}: max rel err {check.max_rel_error:.1e} "
         f"over {check.checked} elements -> {'ok' if report.passed else 'FAIL'}"
     )
+    assert report.passed, f"gradcheck of MaxPooling2D({size}, strides={stride}) should pass"
+
+# %% [markdown]
+# **Predict before you run.** With `MaxPooling2D(2, strides=1)`, a 3x3 image has four 2x2
+# windows that overlap in its centre pixel. Take the image below, whose centre 9 is the
+# maximum of all four windows, and the upstream gradient `dy = [[0.1, -0.2], [0.3, 0.4]]`.
+# What gradient does the 9 receive? And the other eight pixels?
+#
+#     1 2 1
+#     2 9 2
+#     1 2 1
+
+# %%
+x_overlap = image([[1, 2, 1], [2, 9, 2], [1, 2, 1]])
+pool_overlap = MaxPooling2D(2, strides=1)
+y_overlap = pool_overlap.forward(x_overlap)  # (1, 2, 2, 1): four windows, one per output
+dx_overlap = pool_overlap.backward(dy)  # the same dy as above
+print("y = MaxPooling2D(2, strides=1).forward(x):\n", as_image(y_overlap))
+print("dx = backward(dy):\n", as_image(dx_overlap))
+print(f"the 9 receives {as_image(dx_overlap)[1, 1]:.1f} = 0.1 - 0.2 + 0.3 + 0.4")
+assert np.isclose(as_image(dx_overlap)[1, 1], dy.sum()), (
+    "an element that wins several overlapping windows receives the sum of their gradients"
+)
+assert np.count_nonzero(dx_overlap) == 1, "the pixels that win no window get no gradient"
+
+# %% [markdown]
+# The answer: the 9 wins all four windows, so it receives the sum of all four gradients,
+# 0.6; the other pixels win nothing and get 0. It is the rule of tutorial 01 again: a value
+# used several times forwards receives the sum of the gradients of its uses.
 
 # %% [markdown]
 # ## 3. Ties: the first maximum wins
@@ -222,7 +262,12 @@ _, where_tie = maxpool_forward_loops(x_tie, (2, 2), (2, 2))
 print("x:\n", as_image(x_tie))
 print("y:", as_image(y_tie))
 print("dx = backward(ones): the elements that receive the gradient\n", as_image(dx_tie))
-print("winners in the loop version:", [tuple(int(v) for v in w) for w in where_tie[0, 0, :, 0]])
+winners = [tuple(int(v) for v in w) for w in where_tie[0, 0, :, 0]]
+print("winners in the loop version:", winners)
+assert winners == [(0, 0), (1, 2)], "the first maximum in row-major order should win a tie"
+assert np.array_equal(as_image(dx_tie), [[1, 0, 0, 0], [0, 0, 1, 0]]), (
+    "the layer should give a tied window's gradient to its first maximum only"
+)
 
 # %% [markdown]
 # ## 4. At a tie there is no derivative
@@ -263,6 +308,11 @@ for r, c in itertools.product(range(2), range(2)):
     left = (f(x_kink) - f(x_kink - e)) / eps
     central = (f(x_kink + e) - f(x_kink - e)) / (2 * eps)
     print(f"{str((r, c)):>8}  {right:18.3f}  {left:18.3f}  {central:8.3f}  {analytic[r, c]:6g}")
+    if r == 0:  # a tied 3: the one-sided slopes are 1 and 0, the central difference 0.5
+        assert abs(right - 1) < 1e-6 and abs(left) < 1e-6 and abs(central - 0.5) < 1e-6, (
+            "at a tie the slopes from the right and the left should be 1 and 0, central 0.5"
+        )
+assert np.array_equal(analytic, [[1, 0], [0, 0]]), "the layer picks the first 3 (a subgradient)"
 
 # %% [markdown]
 # So `gradcheck` at a tie fails, even though the layer is right. Here it is on the tied
@@ -275,6 +325,10 @@ worst = report.checks[0]
 print(
     f"worst element {worst.worst_index}: numerical {worst.numerical:.4f}, "
     f"analytic {worst.analytic:.4f}"
+)
+assert not report.passed, "gradcheck at a tie should fail, although the layer is right"
+assert tuple(worst.worst_index) == (0, 1, 3, 0) and worst.analytic == 0, (
+    "the worst element should be the tied 3 that lost the second window"
 )
 
 # %% [markdown]
@@ -305,7 +359,7 @@ ax.plot([2.4, 3.3], [3, 3], color="tab:blue", lw=2, ls="--", label="tangent from
 ax.plot(
     [3 - h, 3 + h],
     [3, 3 + h],
-    color="tab:red",
+    color="magenta",
     lw=2,
     marker="o",
     label=f"central difference, step {h}: slope 0.5",
@@ -350,11 +404,13 @@ n_tied = int(np.sum((windows == windows.max(axis=-1, keepdims=True)).sum(axis=-1
 print(f"{n_tied} of {windows[..., 0].size} windows hold a tie")
 broken = x_ties + 0.1 * chosen
 layer.forward(broken)
-print(
-    "1. gradient at the tie == gradient at the tie-broken input:",
-    np.array_equal(layer.backward(dy_rand), dx_at_tie),
-)
-print("2.", gradcheck(MaxPooling2D(2, name="pool_tie_broken"), broken))
+unchanged = np.array_equal(layer.backward(dy_rand), dx_at_tie)
+print("1. gradient at the tie == gradient at the tie-broken input:", unchanged)
+report = gradcheck(MaxPooling2D(2, name="pool_tie_broken"), broken, raise_exception=False)
+print("2.", report)
+assert n_tied > 0, "the example should hold ties"
+assert unchanged, "at a tie the gradient should equal the gradient with the tie broken"
+assert report.passed, "gradcheck should pass at the tie-broken input"
 
 # %% [markdown]
 # ## 5. `UpSampling2D`: copy forwards, sum backwards
@@ -369,7 +425,12 @@ print("2.", gradcheck(MaxPooling2D(2, name="pool_tie_broken"), broken))
 #     dx[n, h, w, c] = sum over a, b < 2 of  dy[n, 2h + a, 2w + b, c]
 #
 # This is the rule from tutorial 01's col2im: a value used several times forwards gets the
-# sum of the gradients of its uses backwards.
+# sum of the gradients of its uses backwards. Writing it is exercise `upsampling_backward`
+# of the course kit (`numpy-unet exercises`).
+#
+# **Predict before you run.** Up-sample `[[1, 2], [3, 4]]` and send back the upstream
+# gradient `dy` holding 1 to 16, row by row (4x4). What is `dx` for the pixel that held 1,
+# and for the pixel that held 4?
 
 # %%
 up = UpSampling2D(2)
@@ -381,7 +442,15 @@ print("x (2x2):\n", as_image(x_small))
 print("y = UpSampling2D(2).forward(x) (4x4):\n", as_image(y_up))
 print("dy (4x4):\n", as_image(dy_up))
 print("dx = up.backward(dy): each 2x2 block of dy summed\n", as_image(dx_up))
-print(f"check dx[0, 0] = 1 + 2 + 5 + 6 = {1 + 2 + 5 + 6}")
+print(f"check dx[0, 0] = 1 + 2 + 5 + 6 = {1 + 2 + 5 + 6}, dx[1, 1] = 11 + 12 + 15 + 16 = 54")
+block_sums = as_image(dy_up).reshape(2, 2, 2, 2).sum(axis=(1, 3))  # (2, 2): each block's sum
+assert np.array_equal(as_image(dx_up), block_sums), "UpSampling2D's backward sums each block"
+assert as_image(dx_up)[0, 0] == 14 and as_image(dx_up)[1, 1] == 54, "dx[0, 0] = 14, dx[1, 1] = 54"
+
+# %% [markdown]
+# The answer: 14 and 54, the sums of the 2x2 blocks of `dy` that their copies went to. The
+# values of `x` do not matter at all: up-sampling is linear, and its gradient depends only
+# on where each copy went.
 
 # %% [markdown]
 # ### The classic bug, and how `gradcheck` catches it
@@ -401,11 +470,16 @@ class OneElementUpSampling(UpSampling2D):
 
 
 x_check = rng.standard_normal((2, 3, 4, 2))
-print(gradcheck(UpSampling2D(2), x_check), end="\n\n")
+report = gradcheck(UpSampling2D(2), x_check, raise_exception=False)
+print(report, end="\n\n")
+assert report.passed, "gradcheck should pass for UpSampling2D's summing backward"
+caught = False
 try:
     gradcheck(OneElementUpSampling(2, name="one_element_upsampling"), x_check)
 except GradcheckError as err:
     print("GradcheckError:", err)
+    caught = True
+assert caught, "gradcheck should catch the one-element backward"
 
 # %% [markdown]
 # The error names the layer, the tensor and the worst element, with both values: the
@@ -419,7 +493,7 @@ except GradcheckError as err:
 bug = OneElementUpSampling(2)
 bug.forward(x_small)
 dx_bug = bug.backward(dy_up)
-BLOCK = np.array([["#cfe2f3", "#fde0c2"], ["#d2eed2", "#f5cfcf"]], dtype=object)
+BLOCK = np.array([["#cfe2f3", "#fde0c2"], ["#d2eed2", "#e4d7f2"]], dtype=object)
 block_fill = BLOCK.repeat(2, axis=0).repeat(2, axis=1)
 first_of_block = np.zeros((4, 4), bool)
 first_of_block[::2, ::2] = True
@@ -432,12 +506,12 @@ draw_grid(axes[1], as_image(y_up), fill=block_fill)
 grid_axes(axes[1], 4, 4, "y = UpSampling2D(2)(x):\neach pixel copied into a 2x2 block")
 draw_grid(axes[2], as_image(dy_up), fill=block_fill, bold=first_of_block)
 for r, c in zip(*np.nonzero(first_of_block)):
-    axes[2].add_patch(Rectangle((c + 0.06, r + 0.06), 0.88, 0.88, fill=False, ec="tab:red", lw=2.5))
+    axes[2].add_patch(Rectangle((c + 0.06, r + 0.06), 0.88, 0.88, fill=False, ec="k", lw=2.5))
 grid_axes(axes[2], 4, 4, "upstream gradient dy\n(the buggy backward reads only the framed ones)")
 draw_grid(axes[3], as_image(dx_up), 0, 1, fill=BLOCK)
 grid_axes(axes[3], 2, 4, "right: dx = block sums\n(gradcheck: ok)")
 draw_grid(axes[4], as_image(dx_bug), 0, 1, fill="#eeeeee")
-axes[4].add_patch(Rectangle((0, 1), 2, 2, fill=False, edgecolor="tab:red", lw=3))
+axes[4].add_patch(Rectangle((0, 1), 2, 2, fill=False, edgecolor="k", lw=3))
 grid_axes(axes[4], 2, 4, "bug: dx = dy[:, ::2, ::2]\n(gradcheck: FAIL)")
 fig.suptitle(
     "UpSampling2D: forward copies each pixel four times, so backward sums the four gradients"
@@ -460,6 +534,10 @@ dx5 = pool5.backward(np.ones_like(y5))
 print("x (5x5):\n", as_image(x5))
 print("y (2x2):\n", as_image(y5))
 print("dx = backward(ones): last row and column get nothing\n", as_image(dx5))
+assert y5.shape == (1, 2, 2, 1), "pooling 5x5 by 2 should give 2x2 (H // 2)"
+assert not as_image(dx5)[4, :].any() and not as_image(dx5)[:, 4].any(), (
+    "the row and column in no window should get no gradient"
+)
 
 # %% [markdown]
 # In a UNet this breaks the skip connections. Going down, 5 pools to 2; coming back up, 2
@@ -470,14 +548,22 @@ print("dx = backward(ones): last row and column get nothing\n", as_image(dx5))
 skip = rng.standard_normal((1, 5, 5, 2))
 up_path = UpSampling2D(2).forward(MaxPooling2D(2).forward(skip))
 print("skip", skip.shape, "-> pool -> up-sample ->", up_path.shape)
+refused = False
 try:
     Concatenate(name="merge").forward([skip, up_path])
 except ValueError as err:
     print("ValueError:", err)
+    refused = "divisible by 2**depth" in str(err)
+assert refused, "the concatenation should refuse 5x5 with 4x4, and say why"
 
 # %% [markdown]
 # With four poolings, every one of them must see an even size, so the height and width
-# must be divisible by `2**4 = 16`. Follow 250 down the U: 250 is even, but 125 is not.
+# must be divisible by `2**4 = 16`.
+#
+# **Predict before you run.** The seed's UNet gets a 250x250 image. 250 is even, so the
+# first pooling is fine. Going down, which pooling is the first to drop a row? Coming back
+# up, the merges run deepest first (level 4, then 3, 2, 1): at which merge does the
+# concatenation fail, and with which two sizes?
 
 # %%
 depth, size = 4, 250
@@ -494,21 +580,40 @@ for level in reversed(range(depth)):  # the expanding path merges the deepest sk
     )
     if not fits:
         break
+odd = [s for s in sizes[:-1] if s % 2]  # the sizes a pooling loses a row of
+print("odd sizes that a pooling halves:", odd)
+assert odd == [125, 31], "going down from 250, the poolings of 125 and of 31 drop a row"
+assert (level + 1, skip_size, back_up) == (4, 31, 30), (
+    "250 should fail at the first merge on the way up (level 4): skip 31, up-sampled 30"
+)
+
+# %% [markdown]
+# The answer: 125 is the first odd size, so the second pooling drops a row (125 -> 62);
+# 31 is odd too, so the fourth pooling drops another (31 -> 15). The merges run deepest
+# first, so the concatenation fails at the first merge on the way up, level 4: the skip is
+# 31x31, while 15 up-sampled gives 30x30. The row lost at 125 would break the level-2 merge
+# as well, but the network never gets that far.
 
 # %% [markdown]
 # `UNet` checks this before it creates any weights, and names the nearest sizes that work:
 
 # %%
+messages = []
 try:
     UNet(input_shape=(250, 250, 1))
 except ValueError as err:
     print("ValueError:", err)
+    messages.append(str(err))
 
 model = UNet(input_shape=(256, 256, 1), filters=2, seed=0)  # tiny filters: quick to build
 try:
     model.forward(np.zeros((1, 250, 250, 1), np.float32))
 except ValueError as err:
     print("\nand at forward time, for a model built for 256x256:\nValueError:", err)
+    messages.append(str(err))
+assert len(messages) == 2 and all("240 or 256" in m for m in messages), (
+    "UNet should refuse 250 when built and at forward time, naming 240 and 256"
+)
 
 # %% [markdown]
 # The usual fixes are to resize or crop the images to a multiple of 16 (the seed resizes to
@@ -544,9 +649,9 @@ for row, n in enumerate((256, 250)):
         if broken:
             cells.append(("not\nreached", "#dddddd"))
         elif current == down[level]:
-            cells.append((f"{current}\nskip {down[level]}", "#d2eed2"))
+            cells.append((f"{current}\nskip {down[level]}\nfits", "#d2eed2"))
         else:
-            cells.append((f"{current}\nskip {down[level]}\nMISMATCH", "#f5b7b7"))
+            cells.append((f"{current}\nskip {down[level]}\nMISMATCH", "#f2b8ef"))  # magenta
             broken = True
     y0 = 1.3 * row
     ax2.text(-0.15, y0 + 0.5, f"{n}x{n}", ha="right", va="center", fontsize=12)
@@ -567,7 +672,7 @@ ax2.text(
 ax2.annotate("", xy=(8.9, -0.75), xytext=(5.1, -0.75), arrowprops=dict(arrowstyle="->"))
 ax2.text(7, -0.85, "expanding path: doubled size vs the skip", ha="center", va="bottom", fontsize=9)
 ax2.set_xlim(-1.3, 9.1)
-ax2.set_ylim(2.5, -1.5)
+ax2.set_ylim(2.5, -1.2)
 ax2.axis("off")
 ax2.set_title("feature-map height through the seed's UNet (depth 4): 250 fails at the first merge")
 fig.suptitle("odd sizes: 'valid' pooling drops the last row and column")

@@ -14,7 +14,8 @@
 # - why a tensor used by two paths receives the **sum** of the two gradients, shown with
 #   numbers on a tiny network and checked by `gradcheck`;
 # - how skips let the gradient reach the first layer at every pixel, by a short path;
-# - where `numpy_unet/model/unet.py` does all this for the real network (`d = d + d_skips.pop()`).
+# - where `numpy_unet/model/unet.py` does all this for the real network
+#   (`d = level.pool.backward(d) + d_skips.pop()`).
 #
 # **Time:** about 15 minutes to read; a few seconds to run, in full or in quick mode
 # (`NUMPY_UNET_QUICK=1`).
@@ -62,23 +63,27 @@ merge = Concatenate(name="merge")
 m = merge.forward([a, b])
 print("skip a:", a.shape, " up-sampled b:", b.shape, " ->  merged:", m.shape)
 print(channels(m))
+assert m.shape == (1, 2, 2, 3), "the channel counts add: 2 + 1 = 3"
+assert np.array_equal(m[..., :2], a) and np.array_equal(m[..., 2:], b), (
+    "the skip should come first, unchanged, then the up-sampled map"
+)
 
 # %% [markdown]
 # Backwards there is nothing to compute: each output channel came from exactly one input
 # channel, unchanged, so the gradient of the merged tensor is cut back into the same
 # pieces. `backward` returns a list, one gradient per input, in the order of the inputs.
+# Writing it is exercise `concatenate_backward` of the course kit (`numpy-unet exercises`).
 
 # %%
 dm = np.arange(1, 13, dtype=np.float64).reshape(1, 2, 2, 3) / 10  # a hand-made dL/dm
 da, db = merge.backward(dm)
 print("dm", dm.shape, "-> da", da.shape, "(channels 0-1 of dm) and db", db.shape, "(channel 2)")
-print(
-    "da == dm[..., :2]:",
-    np.array_equal(da, dm[..., :2]),
-    "  db == dm[..., 2:]:",
-    np.array_equal(db, dm[..., 2:]),
-)
-print(gradcheck(Concatenate(name="merge_check"), [a, b]))
+split_a, split_b = np.array_equal(da, dm[..., :2]), np.array_equal(db, dm[..., 2:])
+print("da == dm[..., :2]:", split_a, "  db == dm[..., 2:]:", split_b)
+assert split_a and split_b, "Concatenate's backward should hand each input its own channels"
+report = gradcheck(Concatenate(name="merge_check"), [a, b], raise_exception=False)
+print(report)
+assert report.passed, "gradcheck should pass for Concatenate"
 
 # %% [markdown]
 # ## 2. A two-path network, by hand
@@ -207,20 +212,32 @@ for r, q in (tuple(int(v) for v in winners[0]), tuple(int(v) for v in losers[0])
         f"{str((r, q, c)):>14}  {parts[0]:10.6f}  {parts[1]:10.6f}  {parts[2]:10.6f}  "
         f"{numerical:10.6f}"
     )
+    assert abs(numerical - parts[2]) < 1e-6, "the numerical derivative should match the sum"
+    if parts[1] != 0:  # a winner: the sum differs from both parts, and only the sum matches
+        assert min(abs(numerical - parts[0]), abs(numerical - parts[1])) > 1e-3, (
+            "at a pooling winner, neither part alone should match the numerical derivative"
+        )
 
 # %% [markdown]
-# The numerical derivative matches the sum, not either part alone. Now check the whole
-# network, every input element and every weight, with `gradcheck`:
+# For the winner, the numerical derivative matches the sum, not either part alone. For the
+# pixel that lost its window, the pool part is 0 and the sum is the skip part. Now check
+# the whole network, every input element and every weight, with `gradcheck`:
 
 # %%
-print(gradcheck(TwoPathNet(seed=1), rng.standard_normal((2, 6, 4, 1))))
+report = gradcheck(TwoPathNet(seed=1), rng.standard_normal((2, 6, 4, 1)), raise_exception=False)
+print(report)
+assert report.passed, "gradcheck should pass for the two-path network"
 
 # %% [markdown]
 # ### The bug: forgetting one of the two parts
 #
 # The easy mistake is to overwrite instead of add: carry the pool path's gradient back and
 # drop the skip's (or the other way round). Every shape is still right, so nothing
-# crashes. `gradcheck` catches it:
+# crashes. `gradcheck` catches it.
+#
+# **Predict before you run.** `gradcheck` checks seven tensors: the input, and the kernel
+# and bias of `conv_a`, `conv_b` and `conv_y`. With the skip's gradient dropped, which of
+# them get a wrong gradient?
 
 
 # %%
@@ -235,15 +252,21 @@ class ForgetsTheSkip(TwoPathNet):
         return "ForgetsTheSkip"
 
 
+failing = None
 try:
     gradcheck(ForgetsTheSkip(seed=1), rng.standard_normal((2, 6, 4, 1)))
 except GradcheckError as err:
     print("GradcheckError:", err)
+    failing = [check.name for check in err.report.checks if not check.passed]
+print("tensors that fail:", failing)
+assert failing == ["input", "'conv_a/kernel'", "'conv_a/bias'"], (
+    "dropping the skip's gradient should break exactly the tensors before the junction"
+)
 
 # %% [markdown]
-# Every tensor before the junction fails (the input and `conv_a`'s kernel and bias); the
-# tensors after it (`conv_b`, `conv_y`) still pass, because their gradients never went
-# through the junction. A failing table like this one points at where to look.
+# The answer: every tensor before the junction fails (the input and `conv_a`'s kernel and
+# bias); the tensors after it (`conv_b`, `conv_y`) still pass, because their gradients
+# never went through the junction. A failing table like this one points at where to look.
 #
 # The figure below is a map of the network, with the two backward routes into `a`.
 
@@ -310,10 +333,10 @@ forward_edges = [
 for s, e in forward_edges:
     arrow(s, e)
 arrow("merge", "a", "tab:blue", dy=0.6)  # backward through the skip
-arrow("merge", "up", "tab:red", dx=0.35)  # backward through the pool path ...
-arrow("up", "conv_b", "tab:red", dy=-0.6)
-arrow("conv_b", "pool", "tab:red", dy=-0.6)
-arrow("pool", "a", "tab:red", dx=-0.35)  # ... back into a
+arrow("merge", "up", "tab:orange", dx=0.35)  # backward through the pool path ...
+arrow("up", "conv_b", "tab:orange", dy=-0.6)
+arrow("conv_b", "pool", "tab:orange", dy=-0.6)
+arrow("pool", "a", "tab:orange", dx=-0.35)  # ... back into a
 ax.text(
     5.8,
     4.3,
@@ -326,7 +349,7 @@ ax.text(
     5.8,
     0.25,
     "backward through the pool path: dL/da (pool part), at most 1 pixel in 4",
-    color="tab:red",
+    color="tab:orange",
     ha="center",
     fontsize=10,
 )
@@ -342,10 +365,8 @@ save(fig, "03_two_path_network.png")
 # fair, both networks share `conv_a` and `conv_b`, and the no-skip network's `conv_y` uses
 # exactly the weights the skip network applies to `b`. The only difference is the skip.
 #
-# Without the skip, all the gradient that reaches the first layer has come back through the
-# pooling, so per channel it lands on at most one pixel in four (the winners), and it has
-# crossed every layer below. With the skip, every pixel gets a gradient that went through
-# one conv.
+# **Predict before you run.** Count the elements of `a` (pixels times channels) that get
+# a non-zero gradient. What fraction is it with the skip, and what fraction without?
 
 # %%
 size = pick(48, 32)
@@ -370,6 +391,20 @@ for name, model in (("with the skip", with_skip), ("without the skip", without))
     grad_at_a[name] = np.abs(model.da[0])  # (H, W, filters): |dL/da| at the first layer
     g = grad_at_a[name]
     print(f"{name:>17}: non-zero gradient at {np.mean(g > 0):6.1%} of the elements of a")
+reached_with = np.mean(grad_at_a["with the skip"] > 0)
+share = np.mean(grad_at_a["without the skip"] > 0, axis=(0, 1))  # (filters,): per channel
+any_channel = np.mean(grad_at_a["without the skip"].max(axis=-1) > 0)
+print(f"without the skip, per channel: {', '.join(f'{f:.1%}' for f in share)}")
+print(f"without the skip, pixels where at least one channel hears from the loss: {any_channel:.1%}")
+assert reached_with == 1.0, "with the skip, every element of a should get a gradient"
+assert np.all(share <= 0.25), "without the skip, at most one pixel in four per channel"
+assert any_channel > 0.25, "the channels' winners differ, so together they cover more pixels"
+
+# %% [markdown]
+# The answer: with the skip, all of them. Without it, at most a quarter: all the gradient
+# that reaches the first layer has come back through the pooling, so per channel it lands
+# on at most one pixel in four (the winners), and it has crossed every layer below. With
+# the skip, every pixel gets a gradient that went through one conv.
 
 # %% [markdown]
 # The figure shows channel 0 of `|dL/da|` for both networks on the same colour scale;
@@ -400,7 +435,7 @@ for k, (name, g) in enumerate(grad_at_a.items()):
         np.arange(filters) + (k - 0.5) * width,
         per_channel,
         width,
-        color=["tab:blue", "tab:red"][k],
+        color=["tab:blue", "tab:orange"][k],
         label=name,
     )
     axes[3].bar_label(bars, labels=[f"{f:.0%}" for f in per_channel], fontsize=8)
@@ -419,8 +454,9 @@ save(fig, "03_gradient_flow.png")
 # winners hear from the loss, and what they hear has passed through the low-resolution
 # bottleneck. With the skip, every pixel gets a gradient, and it carries detail at full
 # resolution: the output conv can tell the first layer directly which pixels along a
-# membrane were wrong. (Counted over all channels together, the no-skip network reaches
-# more than a quarter of the elements of `a`, because each channel has its own winners.)
+# membrane were wrong. (Each channel has its own winners, so the pixels where at least one
+# channel hears from the loss are more than a quarter of all pixels: the last line printed
+# above.)
 #
 # This is the UNet's design argument in gradient form. The encoder features at each level
 # get a short, dense route to the loss, so they learn fine detail; the deep path adds
@@ -451,6 +487,13 @@ backward_lines, backward_start = inspect.getsourcelines(UNet.backward)
 for k, line in enumerate(backward_lines):
     marker = "-->" if any(key in line for key in ("merge.backward", "d_skips")) else "   "
     print(f"{marker} {backward_start + k:4d}  {line.rstrip()}")
+code = "".join(backward_lines)
+assert "d_skip, d = level.merge.backward(d)" in code, "UNet.backward should split at the merge"
+assert "d = level.pool.backward(d) + d_skips.pop()" in code, "and add the skip's part back"
+
+# %% [markdown]
+# This whole method is exercise `unet_backward` of the course kit (`numpy-unet exercises`):
+# the U in reverse, with each skip's gradient added where the two paths met.
 
 # %% [markdown]
 # To see the addition happen in the real network, build a small UNet and record what three
@@ -497,8 +540,11 @@ assert difference < 1e-12, "the gradient conv1_2 receives is not skip part + poo
 # %% [markdown]
 # Finally, count the convs between each level's output and the loss along the two routes,
 # for the seed's UNet. The skip route crosses the two convs of the same level on the way
-# up, plus the head; the deep route crosses everything below. For the first level that is
-# 4 convs against 22: the skip is by far the shorter way back.
+# up, the levels above it, and the head; the deep route crosses everything below.
+#
+# **Predict before you run.** The seed's UNet has 24 convs. From the output of level 1
+# (the top), how many of them does the gradient cross on the way back through the skip,
+# and how many on the deepest route?
 
 # %%
 seed_model = UNet((256, 256, 1), filters=1, seed=0)  # the seed's layout; 1 filter: quick
@@ -510,6 +556,17 @@ for level in range(1, depth + 1):
     below = 2 * (depth - level) + 2  # 2 convs per level below, 2 at the bottom
     via_pool = below + 3 * (depth - level + 1) + (level - 1) * 3 + head
     print(f"{level:>5}  {via_skip:>18}  {via_pool:>38}")
+    if level == 1:
+        top = (via_skip, via_pool)
+assert top == (4, 22), "from level 1: 4 convs via the skip, 22 via the deepest route"
+assert sum(isinstance(lay, Conv2D) for lay in seed_model.layers) == 24, "the seed has 24 convs"
+assert top[1] + 2 == 24, "the deepest route crosses every conv but level 1's own two"
+
+# %% [markdown]
+# The answer: 4 against 22. The deepest route crosses every conv except the two that made
+# level 1's output. The skip route crosses only the two 3x3 convs after the top merge
+# (`conv9` in the seed's names) and the two of the head. The skip is by far the shorter
+# way back.
 
 # %% [markdown]
 # ## Summary

@@ -219,6 +219,7 @@ def col2im(dcols: np.ndarray, xp_shape: tuple, kh: int, kw: int) -> np.ndarray:
     One Python iteration per kernel offset (i, j), never per pixel: offset (i, j) of every
     window lands on the input shifted by (i, j).
     """
+    # >>> exercise conv2d_backward: `numpy-unet exercises` cuts out this block
     n, hp, wp, c = xp_shape
     ho, wo = hp - kh + 1, wp - kw + 1
     dcols = dcols.reshape(n, ho, wo, kh, kw, c)
@@ -227,3 +228,4 @@ def col2im(dcols: np.ndarray, xp_shape: tuple, kh: int, kw: int) -> np.ndarray:
         for j in range(kw):
             dxp[:, i : i + ho, j : j + wo, :] += dcols[:, :, :, i, j, :]
     return dxp
+    # <<< exercise conv2d_backward

@@ -1,6 +1,6 @@
-"""The course kit: a student copy with the backward passes cut out, and a grader for it.
+"""The course kit: a student copy with the backward passes cut out, and the teacher's files.
 
-In the package's source, every exercise is a block between two marker comments::
+In the package's source, every exercise is a block (or several) between two marker comments::
 
     # >>> exercise relu_backward: `numpy-unet exercises` cuts out this block
     return dy * (y > 0)
@@ -8,37 +8,38 @@ In the package's source, every exercise is a block between two marker comments::
 
 ``numpy-unet exercises OUT`` copies the package to ``OUT/numpy_unet`` with each such block
 replaced by ``raise NotImplementedError(...)``, writes the tasks to ``OUT/EXERCISES.md`` and
-the gradient tests to ``OUT/tests/`` (they run with pytest too). ``numpy-unet grade OUT``
-runs those tests on the student's code and prints a table of scores.
+tests that students run themselves to ``OUT/tests/``. Nothing in the copy gives an answer
+away: the speed engine's convolution is replaced by a stub (the copy's ``Conv2D`` always
+runs the im2col code of the exercise), and the loop versions of backward passes are left
+out. ``numpy-unet grade OUT`` (:mod:`numpy_unet.teach.grading`) scores the copy with this
+package's checks; ``numpy-unet solutions OUT`` writes the reference code of every exercise.
 """
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-
-from ..tables import format_table
 
 PACKAGE = Path(__file__).resolve().parents[1]  # numpy_unet/
 BEGIN = re.compile(r"^(?P<indent>\s*)# >>> exercise (?P<name>\w+)")
 END = re.compile(r"^\s*# <<< exercise (?P<name>\w+)")
 
 TASKS = {
-    "relu_backward": "ReLU.backward (layers/activations.py): dx = dy where x > 0, else 0.",
+    "relu_backward": "ReLU.backward (layers/activations.py): dx = dy where x > 0, else 0 "
+    "(also at x = 0 exactly, as Keras does).",
     "sigmoid_backward": "Sigmoid.backward (layers/activations.py): use the cached output y.",
     "softmax_backward": "Softmax.backward (layers/activations.py): the Jacobian-vector product "
     "over the channel axis, without building the Jacobian.",
     "conv2d_backward": "Conv2D.backward (layers/conv2d.py): given dz (the gradient after the "
     "activation) and the padded input xp, the kernel and bias gradients and dxp with "
-    "im2col / col2im.",
+    "im2col; and col2im, which folds the windows' gradients back onto the input.",
     "conv2d_transpose_backward": "Conv2DTranspose.backward (layers/conv2d_transpose.py): "
     "gather each kernel offset's strided slice of the output gradient.",
     "maxpool_backward": "MaxPooling2D.backward (layers/pooling.py): route each window's "
-    "gradient to its first maximum (found again from the cached input and output).",
+    "gradient to its first maximum, row by row (found again from the cached input and "
+    "output); a tied maximum that comes later gets nothing.",
     "upsampling_backward": "UpSampling2D.backward (layers/upsampling.py): sum each block.",
     "concatenate_backward": "Concatenate.backward (layers/concatenate.py): one slice per input.",
     "cropping_backward": "Cropping2D.backward (layers/cropping.py): zeros where cropped.",
@@ -47,13 +48,25 @@ TASKS = {
     "dice_backward": "DiceLoss.backward (losses.py): differentiate the ratio.",
     "cce_backward": "CategoricalCrossentropy.backward (losses.py): with the weight map.",
     "unet_backward": "UNet.backward (model/unet.py): the whole U in reverse; add each "
-    "skip's gradient where the two paths met. Its check needs the layers' backward passes "
-    "and bce_backward first.",
+    "skip's gradient where the two paths met. Its check also runs your ReLU, sigmoid, conv, "
+    "pooling, up-sampling, concatenation, dropout and binary cross-entropy backward passes.",
 }
+
+FAST_STUB = '''"""The speed engine is left out of the course copy.
+
+Its convolution would compute the gradients of exercise ``conv2d_backward``; without it,
+``Conv2D`` always runs the im2col code of ``layers/conv2d.py``, the code of the exercise.
+"""
+
+
+def pays_off(c: int, f: int, ho: int, wo: int) -> bool:
+    """Never: the copy has no speed engine."""
+    return False
+'''
 
 
 def exercises_in(source: str) -> list[str]:
-    """Names of the exercise blocks in a source file's text."""
+    """Names of the exercise blocks in a source file's text (a name once per block)."""
     return [m.group("name") for line in source.splitlines() if (m := BEGIN.match(line))]
 
 
@@ -78,6 +91,31 @@ def cut_exercises(source: str) -> str:
     return "".join(out)
 
 
+def leave_out_backward_loops(source: str) -> str:
+    """``loops.py`` without the loop versions of backward passes: each is an answer."""
+    lines = source.splitlines(keepends=True)
+    drop = [
+        (node.lineno - 1, node.end_lineno, node.name)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef) and node.name.endswith("_backward_loops")
+    ]
+    for start, stop, name in reversed(drop):
+        note = f"# {name}: left out of the course copy (it would answer an exercise)\n"
+        lines[start:stop] = [note]
+    return "".join(lines)
+
+
+def _student_text(src: Path, text: str) -> str:
+    relative = src.relative_to(PACKAGE).as_posix()
+    if relative == "fast/conv.py":
+        return FAST_STUB
+    if relative == "layers/loops.py":
+        text = leave_out_backward_loops(text)
+    if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is
+        return text
+    return cut_exercises(text)
+
+
 def make_exercises(out: str | os.PathLike) -> Path:
     """Write the student copy into ``out`` (which must be new or empty)."""
     out = Path(out)
@@ -88,10 +126,9 @@ def make_exercises(out: str | os.PathLike) -> Path:
         dest = out / "numpy_unet" / src.relative_to(PACKAGE)
         dest.parent.mkdir(parents=True, exist_ok=True)
         text = src.read_text()
-        if src.name != "course.py":  # its docstring shows the markers; keep it as it is
-            found += exercises_in(text)
-            text = cut_exercises(text)
-        dest.write_text(text)
+        if src.name != "course.py":
+            found += [n for n in exercises_in(text) if n not in found]
+        dest.write_text(_student_text(src, text))
     tests = out / "tests"
     tests.mkdir()
     (tests / "conftest.py").write_text(
@@ -99,17 +136,21 @@ def make_exercises(out: str | os.PathLike) -> Path:
         "sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))\n"
     )
     (tests / "test_exercises.py").write_text(
-        '"""Gradient tests of the exercises: python -m pytest tests/"""\n\n'
-        "import pytest\n\nfrom numpy_unet.teach import grading\n\n\n"
-        '@pytest.mark.parametrize("name", list(grading.CHECKS))\n'
-        "def test_exercise(name):\n    grading.CHECKS[name]()\n"
+        '"""Your exercises, checked as the grader checks them: python -m pytest tests/"""\n\n'
+        "import pytest\n\nfrom numpy_unet.teach.checks import CHECKS, package_lib\n\n\n"
+        '@pytest.mark.parametrize("name", list(CHECKS))\n'
+        "def test_exercise(name):\n"
+        "    for case in CHECKS[name]:\n"
+        "        report = case.run(package_lib())\n"
+        "        assert report.passed, str(report)\n"
     )
     lines = [
         "# Exercises: the backward passes of a UNet",
         "",
         "Fill in each block marked `raise NotImplementedError` in `numpy_unet/`. The "
         "docstring of each class gives the formula. Check your work with "
-        "`numpy-unet grade .` (or `python -m pytest tests/`) from this folder.",
+        "`python -m pytest tests/` from this folder; your teacher grades it with "
+        "`numpy-unet grade`, which runs the same checks.",
         "",
     ]
     ordered = [name for name in TASKS if name in found] + [n for n in found if n not in TASKS]
@@ -118,67 +159,71 @@ def make_exercises(out: str | os.PathLike) -> Path:
     return out
 
 
-def grade(folder: str | os.PathLike) -> dict[str, dict]:
-    """Run the grading checks on the package inside ``folder``; return their results."""
-    folder = Path(folder).resolve()
-    if not (folder / "numpy_unet" / "__init__.py").is_file():
-        raise FileNotFoundError(f"numpy-unet grade: {folder} holds no numpy_unet/ package")
-    env = dict(os.environ, PYTHONPATH=str(folder))  # the student's package, not this one
-    done = subprocess.run(
-        [sys.executable, "-m", "numpy_unet.teach.grading"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"numpy-unet grade: the student's package does not run: {tail[0]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _blocks(text: str, name: str) -> list[tuple[int, int]]:
+    """(first, last) line index of every block of exercise ``name``, markers included."""
+    lines, spans, start = text.splitlines(), [], None
+    for i, line in enumerate(lines):
+        if (m := BEGIN.match(line)) and m.group("name") == name:
+            start = i
+        elif (m := END.match(line)) and m.group("name") == name and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
 
 
-def score_table(results: dict[str, dict]) -> str:
-    """The table ``numpy-unet grade`` prints."""
-    rows = [("exercise", "result", "detail")]
-    for name, r in results.items():
-        label = name if r["kind"] == "exercise" else f"{name} (forward, not graded)"
-        detail = "" if r["passed"] else r["error"][:90]
-        rows.append((label, "pass" if r["passed"] else "FAIL", detail))
-    lines = format_table(rows)
-    graded = [r for r in results.values() if r["kind"] == "exercise"]
-    passed = sum(r["passed"] for r in graded)
-    lines.append(f"\nscore: {passed} / {len(graded)} exercises pass their gradient checks")
-    return "\n".join(lines)
+def reference_code(name: str) -> list[tuple[str, str]]:
+    """(file, code) of every block of exercise ``name`` in this package."""
+    found = []
+    for src in sorted(PACKAGE.rglob("*.py")):
+        if src.name == "course.py":
+            continue
+        text = src.read_text()
+        lines = text.splitlines()
+        for start, stop in _blocks(text, name):
+            code = "\n".join(lines[start + 1 : stop])
+            found.append((src.relative_to(PACKAGE).as_posix(), code))
+    if not found:
+        raise ValueError(f"no exercise named {name!r}")
+    return found
+
+
+def write_solutions(out: str | os.PathLike) -> Path:
+    """``out/SOLUTIONS.md``: every exercise's task and reference code (for the teacher)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"numpy-unet solutions: {out} is not empty; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Solutions: the reference code of every exercise", ""]
+    for k, name in enumerate(TASKS, start=1):
+        lines += [f"## {k}. `{name}`", "", TASKS[name], ""]
+        for file, code in reference_code(name):
+            lines += [f"In `numpy_unet/{file}`:", "", "```python", code, "```", ""]
+    path = out / "SOLUTIONS.md"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def copy_solution(name: str, folder: str | os.PathLike) -> None:
-    """Put the reference solution of exercise ``name`` back into a student copy (for tests
+    """Put the reference code of exercise ``name`` back into a student copy (for tests,
     and for teachers who hand out solutions one at a time)."""
+    done = False
     for src in PACKAGE.rglob("*.py"):
         text = src.read_text()
-        if src.name != "course.py" and name in exercises_in(text):
-            dest = Path(folder) / "numpy_unet" / src.relative_to(PACKAGE)
-            dest.write_text(_merge(dest.read_text(), text, name))
-            return
-    raise ValueError(f"no exercise named {name!r}")
+        if src.name == "course.py" or name not in exercises_in(text):
+            continue
+        dest = Path(folder) / "numpy_unet" / src.relative_to(PACKAGE)
+        dest.write_text(_merge(dest.read_text(), text, name))
+        done = True
+    if not done:
+        raise ValueError(f"no exercise named {name!r}")
 
 
 def _merge(student: str, reference: str, name: str) -> str:
-    """``student`` with the block ``name`` taken from ``reference``."""
-
-    def block(text: str) -> tuple[int, int, list[str]]:
-        lines = text.splitlines(keepends=True)
-        start = next(
-            i for i, ln in enumerate(lines) if (m := BEGIN.match(ln)) and m.group("name") == name
-        )
-        stop = next(
-            i
-            for i in range(start, len(lines))
-            if (m := END.match(lines[i])) and m.group("name") == name
-        )
-        return start, stop, lines
-
-    s0, s1, s_lines = block(student)
-    r0, r1, r_lines = block(reference)
-    return "".join(s_lines[:s0] + r_lines[r0:r1] + s_lines[s1:])
+    """``student`` with every block ``name`` taken from ``reference``."""
+    s_lines, r_lines = student.splitlines(keepends=True), reference.splitlines(keepends=True)
+    s_spans, r_spans = _blocks(student, name), _blocks(reference, name)
+    if len(s_spans) != len(r_spans):
+        raise ValueError(f"exercise {name}: the copy has {len(s_spans)} blocks, not {len(r_spans)}")
+    for (s0, s1), (r0, r1) in reversed(list(zip(s_spans, r_spans))):
+        s_lines[s0 : s1 + 1] = r_lines[r0 : r1 + 1]
+    return "".join(s_lines)

@@ -1,8 +1,8 @@
 """Gradient-check every built-in layer and loss on small random float64 inputs.
 
-This is what ``numpy-unet gradcheck`` runs: every check of the shared registry
-(:mod:`numpy_unet.teach.checks`), one report per layer configuration. The test suite sweeps
-many more configurations.
+This is what ``numpy-unet gradcheck`` runs: every case of the shared registry
+(:mod:`numpy_unet.teach.checks`) on this package's own classes, one report per case. The
+test suite sweeps many more configurations.
 """
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..gradcheck import GradcheckReport
-from .checks import CHECKS
+from .checks import CHECKS, package_lib
 
 
 def builtin_checks(include_unet: bool = False) -> Iterator[GradcheckReport]:
-    """Yield one report per configuration of every check; failures are reports, not errors.
+    """Yield one report per case of every exercise; failures are reports, not errors.
 
     ``include_unet`` adds the end-to-end check of a small UNet with its loss.
     """
-    for name, run in CHECKS.items():
+    lib = package_lib()
+    for name, cases in CHECKS.items():
         if name != "unet_backward" or include_unet:
-            yield from run(False)
+            for case in cases:
+                yield case.run(lib)
