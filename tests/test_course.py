@@ -40,7 +40,9 @@ def scores(copy: pathlib.Path, *names: str, timeout: float = 60) -> dict[str, fl
 def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     tasks = (student / "EXERCISES.md").read_text()
     assert all(f"`{name}`" in tasks for name in course.TASKS)
-    assert set(course.TASKS) == set(CHECKS)
+    assert set(course.TASKS) | set(course.FORWARD_TASKS) == set(CHECKS)
+    assert "def forward" in (student / "numpy_unet" / "layers" / "pooling.py").read_text()
+    assert "exercise maxpool_forward" not in tasks  # the default level cuts backward only
     conv = (student / "numpy_unet" / "layers" / "conv2d.py").read_text()
     assert conv.count('raise NotImplementedError("exercise conv2d_backward') == 2  # and col2im
     assert "dcols @ kernel" not in conv
@@ -54,7 +56,7 @@ def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
 
 def test_an_untouched_copy_scores_zero_and_the_package_full_marks(student):
     untouched = grading.grade(student)
-    assert set(untouched) == set(CHECKS)
+    assert set(untouched) == set(course.TASKS)  # the default level: the backward passes
     assert all(r.score == 0 for r in untouched.values())
     assert all("NotImplementedError" in i.detail for r in untouched.values() for i in r.items)
     assert all(r.score == 1 for r in grading.grade(ROOT).values())
@@ -143,7 +145,7 @@ def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
     assert set(rows["relu_backward"]) == {"name", "score", "max_score", "output"}
     assert main(["solutions", str(tmp_path / "key")]) == 0
     key = (tmp_path / "key" / "SOLUTIONS.md").read_text()
-    assert "## 5. `conv2d_transpose_backward`" in key and "def " not in key.split("```")[0]
+    assert "`conv2d_transpose_backward`" in key and "`maxpool_forward`" in key
     assert "dcols = dz @ kernel.reshape(-1, self.filters).T" in key
     assert main(["exercises", str(copy)]) == 2  # never writes over an earlier copy
     assert "not empty" in capsys.readouterr().err
@@ -152,3 +154,29 @@ def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
 def test_the_copys_own_tests_check_the_copy(student):
     text = (student / "tests" / "test_exercises.py").read_text()
     assert "from numpy_unet.teach.checks import CHECKS, package_lib" in text
+
+
+def test_the_forward_level_is_graded_against_the_references(tmp_path, capsys):
+    copy = tmp_path / "forward"
+    assert main(["exercises", str(copy), "--level", "forward"]) == 0
+    tasks = (copy / "EXERCISES.md").read_text()
+    assert "`conv2d_forward`" in tasks and "_backward`" not in tasks
+    course.copy_solution("maxpool_forward", copy)
+    replace_block(copy, "layers/activations.py", "relu_forward", "y = np.abs(x)")  # wrong
+    results = grading.grade(copy, level="forward")
+    assert set(results) == set(course.FORWARD_TASKS)
+    assert results["maxpool_forward"].score == 1
+    assert (
+        results["relu_forward"].score == 0
+        and "expected 0, got 2" in results["relu_forward"].items[0].detail
+    )
+    assert sum(r.score for r in results.values()) == 1
+    assert main(["grade", str(copy), "--level", "forward"]) == 1
+    assert "score: 1.00 / 10" in capsys.readouterr().out
+
+
+def test_at_level_all_a_backward_row_names_the_forward_it_runs(tmp_path):
+    copy = course.make_exercises(tmp_path / "all", level="all")
+    results = grading.grade(copy, level="all", exercises=["relu_forward", "relu_backward"])
+    assert results["relu_backward"].needs == ["relu_forward"]
+    assert "also runs the failing relu_forward" in grading.score_table(results)

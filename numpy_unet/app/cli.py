@@ -245,11 +245,12 @@ def _demo(args: argparse.Namespace) -> int:
 def _exercises(args: argparse.Namespace) -> int:
     from ..teach.course import make_exercises
 
-    out = make_exercises(args.out)
+    out = make_exercises(args.out, level=args.level)
+    passes = "forward and backward" if args.level == "all" else args.level
     print(
-        f"Wrote the student copy to {out}: numpy_unet/ with the backward passes cut out, "
-        f"EXERCISES.md with the tasks, tests/ with the gradient tests. Grade it with "
-        f"`numpy-unet grade {out}`."
+        f"Wrote the student copy to {out}: numpy_unet/ with the {passes} passes cut out, "
+        f"EXERCISES.md with the tasks, tests/ with the checks. Grade it with "
+        f"`numpy-unet grade {out} --level {args.level}`."
     )
     return 0
 
@@ -259,7 +260,7 @@ def _grade(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise ValueError(f"numpy-unet grade: --timeout must be positive, got {args.timeout}")
-    results = grade(args.folder, timeout=args.timeout)
+    results = grade(args.folder, timeout=args.timeout, level=args.level)
     print(score_table(results))
     if args.json:
         path = Path(args.json)
@@ -364,8 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true", help="the original paper's network")
     p.set_defaults(func=_summary)
 
+    levels = ["backward", "forward", "all"]
     p = sub.add_parser("exercises", help="write a student copy with the backward passes cut out")
     p.add_argument("out", help="a new (or empty) folder")
+    p.add_argument(
+        "--level",
+        choices=levels,
+        default="backward",
+        help="cut out the backward passes (default), the forward passes, or all of them",
+    )
     p.set_defaults(func=_exercises)
 
     p = sub.add_parser(
@@ -382,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds each exercise may take (60)"
     )
     p.add_argument("--json", help="also write the result here, in Gradescope's format")
+    p.add_argument(
+        "--level", choices=levels, default="backward", help="the level the copy was made with"
+    )
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("solutions", help="write the reference code of every exercise")

@@ -21,7 +21,9 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._check_input(x, ndim=None)
+        # >>> exercise relu_forward: cut by `exercises --level forward`
         y = np.maximum(x, 0)
+        # <<< exercise relu_forward
         return self._remember(y, y)  # y > 0 exactly where x > 0: y is all backward needs
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -55,8 +57,10 @@ class Sigmoid(Layer):
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Stable sigmoid: ``exp`` only ever sees ``-|x|``, so it cannot overflow."""
+    # >>> exercise sigmoid_forward: cut by `exercises --level forward`
     e = np.exp(-np.abs(x))  # in (0, 1]
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    # <<< exercise sigmoid_forward
 
 
 class Softmax(Layer):
@@ -72,8 +76,10 @@ class Softmax(Layer):
         x = self._check_input(x, ndim=None)
         if x.ndim == 0:
             raise ValueError(f"{self.describe()}: expected at least a 1-D input, got a scalar")
+        # >>> exercise softmax_forward: cut by `exercises --level forward`
         e = np.exp(x - x.max(axis=-1, keepdims=True))  # shift by the max: no overflow
         y = e / e.sum(axis=-1, keepdims=True)
+        # <<< exercise softmax_forward
         return self._remember(y, y)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

@@ -125,10 +125,12 @@ class Conv2D(Layer):
         if use_fast:  # the speed engine: the same numbers as the four lines below, faster
             z = fast_conv.forward(xp, kernel, ho, wo, bias)  # (N, Ho, Wo, F)
         else:
+            # >>> exercise conv2d_forward: cut by `exercises --level forward`
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
             z = (cols @ kernel.reshape(-1, f)).reshape(n, ho, wo, f)  # (N, Ho, Wo, F)
             if bias is not None:
                 z += bias
+            # <<< exercise conv2d_forward
         y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)
@@ -206,11 +208,13 @@ def im2col(xp: np.ndarray, kh: int, kw: int) -> np.ndarray:
     ``sliding_window_view`` gives every window without copying; the reshape copies them
     into one matrix so that the convolution becomes a single BLAS product.
     """
+    # >>> exercise conv2d_forward: cut by `exercises --level forward`
     n, hp, wp, c = xp.shape
     ho, wo = hp - kh + 1, wp - kw + 1
     windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (N, Ho, Wo, C, kh, kw)
     windows = windows.transpose(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, kh, kw, C): kernel order
     return windows.reshape(n * ho * wo, kh * kw * c)
+    # <<< exercise conv2d_forward
 
 
 def col2im(dcols: np.ndarray, xp_shape: tuple, kh: int, kw: int) -> np.ndarray:

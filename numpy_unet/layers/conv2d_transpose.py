@@ -100,6 +100,7 @@ class Conv2DTranspose(Layer):
         x = x.astype(self.dtype, copy=False)
         n, h, w, cin = x.shape
         (kh, kw), (sh, sw), f = self.kernel_size, self.strides, self.filters
+        # >>> exercise conv2d_transpose_forward: cut by `exercises --level forward`
         kmat = self.params["kernel"].transpose(3, 0, 1, 2).reshape(cin, kh * kw * f)
         patches = (x.reshape(-1, cin) @ kmat).reshape(n, h, w, kh, kw, f)  # every patch
         (hf, wf), (top, left) = self._full_and_crop(h, w)
@@ -113,6 +114,7 @@ class Conv2DTranspose(Layer):
         z = yf[:, top : top + ho, left : left + wo, :]  # (N, Ho, Wo, F)
         if self.use_bias:
             z = z + self.params["bias"]
+        # <<< exercise conv2d_transpose_forward
         y = z if self.activation is None else self.activation.forward(z)
         return self._remember(y, x, kmat, (hf, wf), (top, left))
 

@@ -62,7 +62,9 @@ class Cropping2D(Layer):
             raise ValueError(
                 f"{self.describe()}: cropping {self.cropping} leaves nothing of a {h}x{w} input"
             )
+        # >>> exercise cropping_forward: cut by `exercises --level forward`
         y = x[:, t : h - b, lft : w - r, :]  # (N, H-t-b, W-l-r, C), a view
+        # <<< exercise cropping_forward
         return self._remember(y, x.shape)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

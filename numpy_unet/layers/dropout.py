@@ -41,8 +41,10 @@ class Dropout(Layer):
         x = self._check_input(x, ndim=None)
         if not training or self.rate == 0.0:
             return self._remember(x, None)
+        # >>> exercise dropout_forward: cut by `exercises --level forward`
         keep = self.rng.random(x.shape) >= self.rate  # bool, True with probability 1-rate
         mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
+        # <<< exercise dropout_forward
         return self._remember(x * mask, mask)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

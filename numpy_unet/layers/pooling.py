@@ -78,11 +78,13 @@ class MaxPooling2D(Layer):
         xp = x
         if self.padding == "same":
             xp = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
+        # >>> exercise maxpool_forward: cut by `exercises --level forward`
         # One pass per position (i, j) inside the window, never per pixel: offset (i, j) of
         # every window is the strided view xp[:, i::sh, j::sw] (no copy).
         y = self._window_offset(xp, 0, 0, ho, wo).copy()  # (N, Ho, Wo, C)
         for i, j in list(np.ndindex(ph, pw))[1:]:
             np.maximum(y, self._window_offset(xp, i, j, ho, wo), out=y)
+        # <<< exercise maxpool_forward
         # backward finds the winners again from xp and y: forward (and so predict) needs
         # no argmax, and xp is the previous layer's output, kept anyway ('valid': no copy)
         return self._remember(y, xp, y, (pad_h[0], pad_w[0]), x.shape)

@@ -286,3 +286,118 @@ def _unet(lib):
     y = (np.random.default_rng(2).random((1, 8, 8, 1)) > 0.3).astype(np.float64)
     checkable = ModelWithLoss(model, lib.BinaryCrossentropy(), y)
     return gradcheck(checkable, x, training=True, raise_exception=False)
+
+
+# -- forward passes (`numpy-unet exercises --level forward`): against references ------------
+def _forward(lib_layer, x, expected, name: str, training: bool = False) -> GradcheckReport:
+    return rule(name, "output", expected, lib_layer.forward(x, training=training))
+
+
+@case("relu_forward", "relu")
+def _relu_fwd(lib):
+    x = np.array([-2.0, -0.0, 0.0, 0.5, 3.0]).reshape(1, 1, 5, 1)
+    return _forward(lib.ReLU(name="relu"), x, np.maximum(x, 0), "relu forward")
+
+
+@case("sigmoid_forward", "sigmoid, down to -800")
+def _sigmoid_fwd(lib):
+    x = np.array([-800.0, -5.0, 0.0, 2.0, 40.0]).reshape(1, 1, 5, 1)
+    expected = np.exp(-np.logaddexp(0, -x))  # 1 / (1 + exp(-x)), computed without overflow
+    return _forward(lib.Sigmoid(name="sigmoid"), x, expected, "sigmoid forward")
+
+
+@case("softmax_forward", "softmax, large logits")
+def _softmax_fwd(lib):
+    x = 300 * x_of(2, 3, 4, 3)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return _forward(lib.Softmax(name="softmax"), x, e / e.sum(-1, keepdims=True), "softmax forward")
+
+
+def _conv_fwd(lib, k: int, padding: str, hw: tuple) -> GradcheckReport:
+    from ..layers.loops import conv2d_forward_loops
+
+    layer = lib.Conv2D(4, k, padding=padding, dtype="float64", seed=k, name="conv2d")
+    layer.build((None, *hw, 3))
+    random_biases(layer, seed=k)
+    x = x_of(2, *hw, 3)
+    expected = conv2d_forward_loops(x, layer.params["kernel"], layer.params["bias"], padding)
+    return _forward(layer, x, expected, f"conv2d {k}x{k} '{padding}' forward")
+
+
+for _k, _padding, _hw in [(3, "same", (5, 6)), (2, "same", (4, 5)), (3, "valid", (6, 5))]:
+    case("conv2d_forward", f"{_k}x{_k} '{_padding}'")(
+        lambda lib, k=_k, p=_padding, hw=_hw: _conv_fwd(lib, k, p, hw)
+    )
+
+
+def _transpose_fwd(lib, k: int, s: int, padding: str) -> GradcheckReport:
+    from ..layers.loops import conv2d_transpose_forward_loops
+
+    layer = lib.Conv2DTranspose(3, k, strides=s, padding=padding, dtype="float64", seed=k)
+    x = x_of(2, 3, 4, 2)
+    layer.build(x.shape)
+    random_biases(layer, seed=k)
+    full = conv2d_transpose_forward_loops(x, layer.params["kernel"], layer.params["bias"], (s, s))
+    top = max(k - s, 0) // 2 if padding == "same" else 0  # Keras: the smaller half on top
+    ho, wo = (3 * s, 4 * s) if padding == "same" else full.shape[1:3]
+    expected = full[:, top : top + ho, top : top + wo]
+    return _forward(layer, x, expected, f"conv2d_transpose {k}x{k}/{s} '{padding}' forward")
+
+
+for _k, _s, _padding in [(2, 2, "valid"), (3, 2, "same")]:
+    case("conv2d_transpose_forward", f"{_k}x{_k} stride {_s} '{_padding}'")(
+        lambda lib, k=_k, s=_s, p=_padding: _transpose_fwd(lib, k, s, p)
+    )
+
+
+@case("maxpool_forward", "2x2, odd size")
+def _maxpool_fwd(lib):
+    from ..layers.loops import maxpool_forward_loops
+
+    x = x_of(2, 7, 6, 3)
+    expected, _ = maxpool_forward_loops(x, (2, 2), (2, 2))
+    return _forward(lib.MaxPooling2D(2), x, expected, "maxpool 2x2 forward")
+
+
+@case("maxpool_forward", "3x3 stride 2 'same'")
+def _maxpool_same_fwd(lib):
+    from ..layers.loops import maxpool_forward_loops
+
+    x = x_of(1, 7, 6, 2)
+    xp = np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0)), constant_values=-np.inf)  # Keras's pads
+    expected, _ = maxpool_forward_loops(xp, (3, 3), (2, 2))
+    layer = lib.MaxPooling2D(3, strides=2, padding="same")
+    return _forward(layer, x, expected, "maxpool 3x3/2 'same' forward")
+
+
+@case("upsampling_forward", "2x3")
+def _upsampling_fwd(lib):
+    x = x_of(2, 3, 4, 2)
+    expected = np.repeat(np.repeat(x, 2, axis=1), 3, axis=2)
+    return _forward(lib.UpSampling2D((2, 3)), x, expected, "upsampling 2x3 forward")
+
+
+@case("concatenate_forward", "two inputs")
+def _concatenate_fwd(lib):
+    a, b = x_of(2, 4, 4, 3), x_of(2, 4, 4, 2, seed=1)
+    layer = lib.Concatenate()
+    return rule("concatenate forward", "output", np.concatenate([a, b], -1), layer.forward([a, b]))
+
+
+@case("cropping_forward", "((1, 2), (0, 1))")
+def _cropping_fwd(lib):
+    x = x_of(2, 6, 5, 2)
+    layer = lib.Cropping2D(((1, 2), (0, 1)))
+    return _forward(layer, x, x[:, 1:4, 0:4], "cropping forward")
+
+
+@case("dropout_forward", "training: kept values scaled by 1 / (1 - rate)")
+def _dropout_fwd(lib):
+    x = x_of(1, 40, 50, 5)
+    y = lib.Dropout(0.5, seed=0).forward(x, training=True)
+    kept = y != 0
+    expected = np.where(kept, 2 * x, 0.0)  # inverted dropout: what survives is doubled
+    report = rule("dropout forward", "output", expected, y)
+    share = compare("share of values kept", np.array([0.5]), np.array([kept.mean()]), 0.03, 0)
+    report.checks.append(share)
+    return report

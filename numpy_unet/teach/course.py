@@ -52,6 +52,36 @@ TASKS = {
     "pooling, up-sampling, concatenation, dropout and binary cross-entropy backward passes.",
 }
 
+FORWARD_TASKS = {
+    "relu_forward": "ReLU.forward (layers/activations.py): y = max(x, 0).",
+    "sigmoid_forward": "sigmoid (layers/activations.py): 1 / (1 + exp(-x)) without overflow "
+    "for large negative x.",
+    "softmax_forward": "Softmax.forward (layers/activations.py): over the last axis, without "
+    "overflow for large logits.",
+    "conv2d_forward": "Conv2D.forward (layers/conv2d.py): im2col, then one matrix product and "
+    "the bias; and im2col itself.",
+    "conv2d_transpose_forward": "Conv2DTranspose.forward (layers/conv2d_transpose.py): every "
+    "input pixel paints a kernel-sized patch; compute kmat, (hf, wf), (top, left) and z, "
+    "which the lines after the block use.",
+    "maxpool_forward": "MaxPooling2D.forward (layers/pooling.py): the maximum of each window.",
+    "upsampling_forward": "UpSampling2D.forward (layers/upsampling.py): repeat each pixel.",
+    "concatenate_forward": "Concatenate.forward (layers/concatenate.py): join along the axis.",
+    "cropping_forward": "Cropping2D.forward (layers/cropping.py): cut the borders off.",
+    "dropout_forward": "Dropout.forward (layers/dropout.py): a mask from self.rng, kept values "
+    "scaled by 1 / (1 - rate) (inverted dropout).",
+}
+
+LEVELS = {"backward": ("_backward",), "forward": ("_forward",), "all": ("_backward", "_forward")}
+
+
+def exercises_of(level: str) -> list[str]:
+    """The exercise names a copy of ``level`` cuts out, in teaching order."""
+    if level not in LEVELS:
+        raise ValueError(f"numpy-unet: --level must be one of {sorted(LEVELS)}, got {level!r}")
+    names = [*FORWARD_TASKS, *TASKS] if level == "all" else [*TASKS, *FORWARD_TASKS]
+    return [n for n in names if n.endswith(LEVELS[level])]
+
+
 FAST_STUB = '''"""The speed engine is left out of the course copy.
 
 Its convolution would compute the gradients of exercise ``conv2d_backward``; without it,
@@ -70,14 +100,15 @@ def exercises_in(source: str) -> list[str]:
     return [m.group("name") for line in source.splitlines() if (m := BEGIN.match(line))]
 
 
-def cut_exercises(source: str) -> str:
-    """Replace every exercise block's body by ``raise NotImplementedError``."""
+def cut_exercises(source: str, names: list[str] | None = None) -> str:
+    """Replace the body of every exercise block (of ``names``, default all) by
+    ``raise NotImplementedError``."""
     out, inside = [], None
     for line in source.splitlines(keepends=True):
         if inside is None:
             out.append(line)
             begin = BEGIN.match(line)
-            if begin:
+            if begin and (names is None or begin.group("name") in names):
                 inside = begin.group("name")
                 out.append(
                     f'{begin.group("indent")}raise NotImplementedError("exercise {inside}: '
@@ -105,7 +136,7 @@ def leave_out_backward_loops(source: str) -> str:
     return "".join(lines)
 
 
-def _student_text(src: Path, text: str) -> str:
+def _student_text(src: Path, text: str, names: list[str]) -> str:
     relative = src.relative_to(PACKAGE).as_posix()
     if relative == "fast/conv.py":
         return FAST_STUB
@@ -113,11 +144,16 @@ def _student_text(src: Path, text: str) -> str:
         text = leave_out_backward_loops(text)
     if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is
         return text
-    return cut_exercises(text)
+    return cut_exercises(text, names)
 
 
-def make_exercises(out: str | os.PathLike) -> Path:
-    """Write the student copy into ``out`` (which must be new or empty)."""
+def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
+    """Write the student copy into ``out`` (which must be new or empty).
+
+    ``level``: 'backward' cuts the backward passes (the default), 'forward' the forward
+    passes, 'all' both.
+    """
+    names = exercises_of(level)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"numpy-unet exercises: {out} is not empty; choose a new folder")
@@ -127,8 +163,8 @@ def make_exercises(out: str | os.PathLike) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         text = src.read_text()
         if src.name != "course.py":
-            found += [n for n in exercises_in(text) if n not in found]
-        dest.write_text(_student_text(src, text))
+            found += [n for n in exercises_in(text) if n in names and n not in found]
+        dest.write_text(_student_text(src, text, names))
     tests = out / "tests"
     tests.mkdir()
     (tests / "conftest.py").write_text(
@@ -137,24 +173,31 @@ def make_exercises(out: str | os.PathLike) -> Path:
     )
     (tests / "test_exercises.py").write_text(
         '"""Your exercises, checked as the grader checks them: python -m pytest tests/"""\n\n'
-        "import pytest\n\nfrom numpy_unet.teach.checks import CHECKS, package_lib\n\n\n"
-        '@pytest.mark.parametrize("name", list(CHECKS))\n'
+        "import pytest\n\nfrom numpy_unet.teach.checks import CHECKS, package_lib\n\n"
+        f"EXERCISES = {names!r}\n\n\n"
+        '@pytest.mark.parametrize("name", EXERCISES)\n'
         "def test_exercise(name):\n"
         "    for case in CHECKS[name]:\n"
         "        report = case.run(package_lib())\n"
         "        assert report.passed, str(report)\n"
     )
+    what = {
+        "backward": "backward passes",
+        "forward": "forward passes",
+        "all": "forward and backward passes",
+    }
     lines = [
-        "# Exercises: the backward passes of a UNet",
+        f"# Exercises: the {what[level]} of a UNet",
         "",
         "Fill in each block marked `raise NotImplementedError` in `numpy_unet/`. The "
         "docstring of each class gives the formula. Check your work with "
         "`python -m pytest tests/` from this folder; your teacher grades it with "
-        "`numpy-unet grade`, which runs the same checks.",
+        f"`numpy-unet grade --level {level}`, which runs the same checks.",
         "",
     ]
-    ordered = [name for name in TASKS if name in found] + [n for n in found if n not in TASKS]
-    lines += [f"{k}. `{name}`: {TASKS.get(name, '')}" for k, name in enumerate(ordered, start=1)]
+    tasks = TASKS | FORWARD_TASKS
+    ordered = [name for name in names if name in found]
+    lines += [f"{k}. `{name}`: {tasks[name]}" for k, name in enumerate(ordered, start=1)]
     (out / "EXERCISES.md").write_text("\n".join(lines) + "\n")
     return out
 
@@ -194,8 +237,9 @@ def write_solutions(out: str | os.PathLike) -> Path:
         raise FileExistsError(f"numpy-unet solutions: {out} is not empty; choose a new folder")
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Solutions: the reference code of every exercise", ""]
-    for k, name in enumerate(TASKS, start=1):
-        lines += [f"## {k}. `{name}`", "", TASKS[name], ""]
+    tasks = TASKS | FORWARD_TASKS
+    for k, name in enumerate(exercises_of("all"), start=1):
+        lines += [f"## {k}. `{name}`", "", tasks[name], ""]
         for file, code in reference_code(name):
             lines += [f"In `numpy_unet/{file}`:", "", "```python", code, "```", ""]
     path = out / "SOLUTIONS.md"

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .checks import CHECKS, CLASSES, NEEDS, package_lib
+from .course import exercises_of
 
 STUDENT = "student_numpy_unet"  # the name the student's copy is loaded under
 
@@ -132,9 +133,11 @@ def _clean_env(home: str) -> dict[str, str]:
     return env
 
 
-def grade_exercise(exercise: str, folder: Path, timeout: float) -> ExerciseResult:
+def grade_exercise(
+    exercise: str, folder: Path, timeout: float, needs: list[str] | None = None
+) -> ExerciseResult:
     """Run one exercise's cases on the copy in ``folder``, contained; score every item."""
-    result = ExerciseResult(exercise, needs=NEEDS.get(exercise, []))
+    result = ExerciseResult(exercise, needs=needs or [])
     with tempfile.TemporaryDirectory(prefix="numpy-unet-grade-") as work:
         out = Path(work) / "result.json"
         failure = ""
@@ -171,16 +174,27 @@ def grade_exercise(exercise: str, folder: Path, timeout: float) -> ExerciseResul
 
 
 def grade(
-    folder: str | os.PathLike, timeout: float = 60.0, exercises: list[str] | None = None
+    folder: str | os.PathLike,
+    timeout: float = 60.0,
+    exercises: list[str] | None = None,
+    level: str = "backward",
 ) -> dict[str, ExerciseResult]:
-    """Grade the exercises (default: all) of the student's copy in ``folder``."""
+    """Grade the exercises of the student's copy in ``folder``: those of ``level`` (the
+    copy's ``exercises --level``), or the named ``exercises``."""
     folder = Path(folder).resolve()
     if not (folder / "numpy_unet" / "__init__.py").is_file():
         raise FileNotFoundError(f"numpy-unet grade: {folder} holds no numpy_unet/ package")
+    graded = exercises_of(level)
     unknown = [n for n in exercises or [] if n not in CHECKS]
     if unknown:
         raise ValueError(f"numpy-unet grade: no exercise named {unknown[0]!r}")
-    return {name: grade_exercise(name, folder, timeout) for name in exercises or CHECKS}
+    results = {}
+    for name in exercises or graded:
+        # a backward's checks run the student's forward too when that is an exercise
+        forward = name.replace("_backward", "_forward")
+        needs = NEEDS.get(name, []) + ([forward] if forward != name and forward in graded else [])
+        results[name] = grade_exercise(name, folder, timeout, needs)
+    return results
 
 
 def score_table(results: dict[str, ExerciseResult]) -> str:
@@ -195,12 +209,10 @@ def score_table(results: dict[str, ExerciseResult]) -> str:
         detail = f"{first.name}: {first.detail}"[:72] if first else ""
         rows.append((name, f"{passed} / {len(r.items)}", f"{r.score:.2f}", detail))
         broken = [n for n in r.needs if n in failing]
-        if broken and first:
-            rows.append(("", "", "", f"(its checks also run {len(broken)} failing exercises:"))
-            rows += [
-                ("", "", "", f" {', '.join(broken[k : k + 3])}") for k in range(0, len(broken), 3)
-            ]
-            rows[-1] = (*rows[-1][:3], rows[-1][3] + ")")
+        if broken and first:  # say which other exercises its checks ran, and failed
+            names = [", ".join(broken[k : k + 3]) for k in range(0, len(broken), 3)]
+            rows += [("", "", "", f"also runs the failing {n}") for n in names[:1]]
+            rows += [("", "", "", f" {n}") for n in names[1:]]
     total = sum(r.score for r in results.values())
     return "\n".join(format_table(rows)) + f"\n\nscore: {total:.2f} / {len(results)}"
 
