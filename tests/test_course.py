@@ -180,3 +180,19 @@ def test_at_level_all_a_backward_row_names_the_forward_it_runs(tmp_path):
     results = grading.grade(copy, level="all", exercises=["relu_forward", "relu_backward"])
     assert results["relu_backward"].needs == ["relu_forward"]
     assert "also runs the failing relu_forward" in grading.score_table(results)
+
+
+def test_the_copy_holds_no_backward_helper_a_student_could_call(student):
+    """Every function of the copy with 'backward' in its name is a class's own backward
+    (cut, or calling the student's code) or the shape check: no loop reference, no kernel."""
+    import ast
+
+    names = set()
+    for path in (student / "numpy_unet").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names |= {
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and "backward" in node.name
+        }
+    assert names == {"backward", "_check_backward", "leave_out_backward_loops"}, names
