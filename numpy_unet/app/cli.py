@@ -108,6 +108,11 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.tiling import predict_tiled
     from .plotting import plot_history, plot_predictions
 
+    if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
+        raise FileNotFoundError(
+            f"numpy-unet train --resume: {args.out} holds no checkpoint.npz to resume from; "
+            "nothing was written. Leave out --resume to start a new run"
+        )
     x, y = _load_data(args)
     n_val = max(1, int(round(len(x) * args.val_split)))
     x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
@@ -211,8 +216,18 @@ def _predict(args: argparse.Namespace) -> int:
     if not paths:
         raise FileNotFoundError("numpy-unet predict: no images found in " + ", ".join(args.images))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     targets = {p: (out / f"{p.stem}_prob.png", out / f"{p.stem}_mask.png") for p in paths}
+    by_name: dict[Path, list[Path]] = {}
+    for p, (prob_path, _) in targets.items():
+        by_name.setdefault(prob_path, []).append(p)
+    clashes = [sources for sources in by_name.values() if len(sources) > 1]
+    if clashes:  # before anything is written: one output name for two inputs loses one
+        names = " and ".join(str(p) for p in clashes[0])
+        raise ValueError(
+            f"numpy-unet predict: {names} would both be written to "
+            f"{targets[clashes[0][0]][0].name} in {out} ({len(clashes)} such clash(es)); "
+            "predict them into different --out folders, or rename them"
+        )
     existing = [str(t) for pair in targets.values() for t in pair if t.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(
@@ -222,6 +237,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.tile is None:  # check every size before writing anything
         for p in paths:
             _check_whole_image(model, (*read_image(p).shape, 1), p)
+    out.mkdir(parents=True, exist_ok=True)  # every check passed: now write
     for p, (prob_path, mask_path) in targets.items():
         image = read_image(p)[:, :, None].astype(model.dtype)  # (H, W, 1)
         if args.tile is not None:  # overlap-tile: any image size, output the image's size

@@ -248,9 +248,14 @@ class Run:
         self.state |= {"best": None, "settings": self.settings}
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / CHECKPOINT
-        if resume and path.exists():
+        if resume and not path.is_file():  # nothing to resume: touch nothing in the folder
+            raise FileNotFoundError(
+                f"fit: resume=True, but {self.folder} holds no {CHECKPOINT} to resume from; "
+                "nothing was written. Start a new run without resume, in a new folder"
+            )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if resume:
             self.state = load_checkpoint(
                 self.folder, self.model, self.model.optimizer, self.generators
             )
