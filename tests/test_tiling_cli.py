@@ -46,7 +46,7 @@ def test_predict_without_tile_suggests_it_and_writes_nothing(tmp_path, capsys):
     assert main(["predict", "--weights", weights, str(images), "--out", str(preds)]) == 2
     err = capsys.readouterr().err
     assert "em1.png is 37x29" in err and "--tile" in err and "Nearest valid heights" in err
-    assert not any(preds.iterdir())  # em0 fits, but nothing is written before all are checked
+    assert not preds.exists()  # em0 fits, but nothing is written before all are checked
     bad_tile = ["predict", "--weights", weights, str(images), "--out", str(preds), "--tile", "50"]
     assert main(bad_tile) == 2
     assert "nearest valid tile sizes: 48 or 52" in capsys.readouterr().err
