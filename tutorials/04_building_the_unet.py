@@ -38,6 +38,8 @@ from matplotlib.patches import Patch, Rectangle
 
 from numpy_unet import UNet
 from numpy_unet.layers import Conv2D, Conv2DTranspose
+from numpy_unet.layers.padding import same_padding
+from numpy_unet.model.summary import multiply_adds
 from numpy_unet.teach.tutorial import pick, quick, save
 
 print("quick mode: smaller models for the forward passes" if quick() else "full mode")
@@ -165,6 +167,19 @@ for line, made in pairs:
     for k, row in enumerate(made):
         print(f"{line if k == 0 else '':{left}} -> {row.name} ({row.kind}) {row.shape}")
 print(f"\n{len(pairs)} Keras lines -> {len(model.rows) - 1} layers + the input")
+two_layer_lines = [line.split("=")[0].strip() for line, made in pairs if len(made) == 2]
+print("lines that create two layers:", ", ".join(two_layer_lines))
+assert sum(len(made) for _, made in pairs) == len(model.rows), "every layer has its Keras line"
+assert two_layer_lines == ["up6", "up7", "up8", "up9"], "only the up lines create two layers"
+
+shape_of = {row.name: row.shape for row in model.rows}
+for row in model.rows:
+    if row.kind == "Concatenate":
+        skip, up = row.inbound  # the skip first, as in concatenate([drop4, up6])
+        c_skip, c_up, c = shape_of[skip][-1], shape_of[up][-1], row.shape[-1]
+        print(f"{row.name} = concatenate([{skip}, {up}]): {c_skip} + {c_up} = {c} channels")
+        assert c == c_skip + c_up, f"{row.name}: the channels of a merge add up"
+        assert up.startswith("up"), f"{row.name}: the skip comes first, the up-sampled map second"
 
 # %% [markdown]
 # Two details the Keras code hides, both visible in `numpy_unet`:
@@ -180,6 +195,13 @@ print(f"\n{len(pairs)} Keras lines -> {len(model.rows) - 1} layers + the input")
 print({layer.name: layer.kernel_initializer for layer in model.layers[-3:]})
 up6 = next(layer for layer in model.layers if layer.name == "up6")
 print(f"{up6.describe()}: kernel {up6.params['kernel'].shape}, padding {up6.padding!r}")
+for k in (3, 2):  # (before, after) along one axis of a 32-pixel map, stride 1
+    print(f"'same' padding of a {k}x{k} kernel: {same_padding(32, k)} (before, after)")
+assert same_padding(32, 3) == (1, 1), "a 3x3 kernel pads one pixel on each side"
+assert same_padding(32, 2) == (0, 1), "a 2x2 kernel pads 0 before and 1 after, as Keras does"
+initializers = {lay.kernel_initializer for lay in model.layers[:-1] if isinstance(lay, Conv2D)}
+assert initializers == {"he_normal"}, "every conv but the last is He-normal"
+assert model.layers[-1].kernel_initializer == "glorot_uniform", "the last conv: Glorot-uniform"
 
 # %% [markdown]
 # ## 2. `model.summary()`
@@ -194,6 +216,11 @@ print(f"{up6.describe()}: kernel {up6.params['kernel'].shape}, padding {up6.padd
 
 # %%
 model.summary()
+down_shapes = [shape_of[level.conv2.name] for level in [*model.down, model.bottom]]
+print("\nthe way down:", " -> ".join(f"{h}x{w}x{c}" for _, h, w, c in down_shapes))
+for (_, h, w, c), (_, h2, w2, c2) in zip(down_shapes, down_shapes[1:]):
+    assert (h2, w2, c2) == (h // 2, w // 2, 2 * c), "each pooling: 2x smaller, then 2x deeper"
+assert model.rows[-1].shape[1:3] == model.rows[0].shape[1:3], "the way up returns to the input size"
 
 # %% [markdown]
 # ## 3. Where the 31,031,685 parameters are
@@ -221,47 +248,63 @@ for name in ["conv1_1", "conv1_2", "conv5_2", "up6", "conv6_1", "conv6_2", "conv
 total = sum(layer.count_params() for layer in convs)
 print(f"\n{len(convs)} conv layers, {2 * len(convs)} arrays (kernel + bias each)")
 print(f"total: {total:,} parameters (model.count_params() = {model.count_params():,})")
-assert total == model.count_params() == 31_031_685
+assert total == model.count_params() == 31_031_685, "the seed's UNet has 31,031,685 parameters"
+conv6_1, conv6_2 = (next(lay for lay in convs if lay.name == n) for n in ("conv6_1", "conv6_2"))
+assert conv6_1.params["kernel"].size == 2 * conv6_2.params["kernel"].size, "conv6_1 reads 2x"
 
 # %% [markdown]
-# None of these numbers depends on the image size: a conv's weights are shared by every
-# pixel. A 512x512 input uses the same 31,031,685 parameters; only the activations and
-# the arithmetic grow.
+# **Predict before you run.** A 512x512 image has four times as many pixels as a 256x256
+# one. How many parameters does this UNet use on it? And how many multiply-adds does one
+# forward pass cost (section 4 defines them)? Section 4 answers both.
 #
 # Now group the layers by level of the U. Level 1 is full resolution, level 5 the bottom.
 # The decoder half of a level is its up-conv (the 2x2 conv after the up-sampling) and its
 # two 3x3 convs; the head (the 2-channel conv and the 1x1 output conv) sits at level 1.
+#
+# **Predict before you run.** Level 1 works on 256x256 maps of 64 channels, level 5 on
+# 16x16 maps of 1024 channels. Which of the two holds more of the parameters, and roughly
+# what share of all of them? Which of the two does more of the arithmetic? The next cell
+# answers the first question, section 4 the second.
+
 
 # %%
-shape_of = {row.name: row.shape for row in model.rows}
-
-
-def level_table(model: UNet) -> list[tuple]:
-    """(level, resolution, encoder params, decoder params) from the model's structure."""
-    table = []
+def level_layers(model: UNet) -> list[tuple[list[str], list[str]]]:
+    """The conv names of each level, top first, as (encoder, decoder). The head counts as
+    level 1's decoder; the bottom level has no decoder half."""
+    levels = []
     decoder_levels = list(reversed(model.up))  # model.up runs deepest first
     for k, down in enumerate([*model.down, model.bottom]):
-        encoder = down.conv1.count_params() + down.conv2.count_params()
-        decoder = 0
+        encoder, decoder = [down.conv1.name, down.conv2.name], []
         if k < len(decoder_levels):
             up = decoder_levels[k]
-            decoder = sum(lay.count_params() for lay in (up.upconv, up.conv1, up.conv2))
+            decoder = [lay.name for lay in (up.upconv, up.conv1, up.conv2)]
         if k == 0:
-            decoder += sum(lay.count_params() for lay in model.head)
-        _, h, w, c = shape_of[down.conv2.name]
-        table.append((k + 1, f"{h}x{w}x{c}", encoder, decoder))
-    return table
+            decoder += [lay.name for lay in model.head]
+        levels.append((encoder, decoder))
+    return levels
 
 
+row_of = {row.name: row for row in model.rows}
+levels = level_layers(model)
+param_share = []
 print(f"{'level':>5}  {'maps':>12}  {'encoder':>11}  {'decoder':>11}  {'share':>6}")
-for level, res, enc, dec in level_table(model):
-    print(f"{level:>5}  {res:>12}  {enc:>11,}  {dec:>11,}  {(enc + dec) / total:6.1%}")
+for level, (enc, dec) in enumerate(levels, start=1):
+    _, h, w, c = shape_of[enc[-1]]
+    p_enc, p_dec = (sum(row_of[name].params for name in names) for names in (enc, dec))
+    param_share.append((p_enc + p_dec) / total)
+    print(f"{level:>5}  {f'{h}x{w}x{c}':>12}  {p_enc:>11,}  {p_dec:>11,}  {param_share[-1]:6.1%}")
+deepest_two = param_share[-1] + param_share[-2]
+print(f"\nlevel 1 holds {param_share[0]:.1%} of the parameters, level 5 {param_share[-1]:.1%};")
+print(f"levels 4 and 5 together hold {deepest_two:.1%}")
+assert abs(sum(param_share) - 1) < 1e-12, "every conv belongs to exactly one level"
+assert np.argmax(param_share) == len(levels) - 1, "the bottom level holds the most parameters"
+assert 0.85 < deepest_two < 0.9, "the two deepest levels hold almost nine tenths"
 
 # %% [markdown]
 # The two deepest levels hold almost nine tenths of the parameters: a 3x3 conv from 1024
-# to 1024 channels alone has 9.4 million weights, and the number of weights grows with the
-# square of the channel count. Section 4 shows that the arithmetic is spread quite
-# differently.
+# to 1024 channels alone has 9.4 million weights (`conv5_2` above), and the number of
+# weights grows with the square of the channel count. Section 4 shows that the arithmetic
+# is spread quite differently.
 #
 # ## 4. Multiply-adds: what one forward pass costs
 #
@@ -283,15 +326,66 @@ print(f"conv1_2 by hand: {by_hand:,}   in model.rows: {conv1_2.mult_adds:,}")
 macs = sum(row.mult_adds for row in model.rows)
 print(f"total: {macs:,} multiply-adds per 256x256 image = {macs / 1e9:.1f} G")
 print(f"       = {2 * macs / 1e9:.0f} GFLOP per forward pass (a backward pass costs about 2x)")
+assert by_hand == conv1_2.mult_adds, "the summary counts Ho*Wo*kh*kw*Cin*Cout"
+assert f"{macs / 1e9:.1f}" == "54.6", "one 256x256 image costs about 54.6 G multiply-adds"
 
 # %% [markdown]
-# The figure shows both quantities per conv layer, on log scales. The parameters pile up
-# at the bottom of the U. The multiply-adds hardly change from level to level: each
-# pooling divides the pixels by 4, and doubling the channels multiplies `Cin * Cout` by 4.
-# Within a level the pattern repeats: 1.21 G for the first encoder conv (its input has
-# half the channels), 2.42 G for the second, 4.83 G for the first decoder conv (it reads
-# the merge, twice as deep). Only the first conv (one input channel) and the two head
-# convs are cheap.
+# Now the answers to the two questions of section 3. First, the multiply-adds per level,
+# next to the parameter shares of section 3.
+
+# %%
+mac_share = []
+print(f"{'level':>5}  {'multiply-adds':>14}  {'share':>6}  {'params share':>12}")
+for level, (enc, dec) in enumerate(levels, start=1):
+    level_macs = sum(row_of[name].mult_adds for name in enc + dec)
+    mac_share.append(level_macs / macs)
+    shares = f"{mac_share[-1]:6.1%}  {param_share[level - 1]:12.1%}"
+    print(f"{level:>5}  {level_macs / 1e9:>12.2f} G  {shares}")
+print(
+    f"\nlevel 5 holds {param_share[-1]:.0%} of the parameters but does {mac_share[-1]:.1%} of "
+    f"the arithmetic;\nlevel 1 holds {param_share[0]:.1%} and does {mac_share[0]:.0%}"
+)
+assert np.argmin(mac_share) == len(levels) - 1, "the bottom does the least arithmetic"
+assert all(0.2 < share < 0.25 for share in mac_share[:-1]), "levels 1 to 4 cost about the same"
+assert mac_share[0] > 10 * param_share[0], "level 1: few parameters, much arithmetic"
+
+
+# %% [markdown]
+# Level 5 has no decoder half, and its two convs cost no more than two convs of any other
+# level. Then the 512x512 image. `model.walk(shape, visit)` follows the U with shapes
+# alone and calls `visit` on every layer; `multiply_adds` (from `numpy_unet/model/summary.py`)
+# is the formula of the summary's column. Nothing is built or run.
+
+
+# %%
+def costs_at(model: UNet, size: int) -> tuple[int, int]:
+    """(parameters, multiply-adds per image) of ``model`` on a size x size input."""
+    counts = []
+
+    def visit(layer, in_shape, out_shape, inbound):
+        counts.append((layer.count_params(), multiply_adds(layer, in_shape, out_shape)))
+
+    model.walk((1, size, size, model.config["input_shape"][2]), visit)
+    return sum(p for p, _ in counts), sum(m for _, m in counts)
+
+
+(p256, m256), (p512, m512) = costs_at(model, 256), costs_at(model, 512)
+print(f"256x256: {p256:,} parameters, {m256 / 1e9:.1f} G multiply-adds")
+print(f"512x512: {p512:,} parameters, {m512 / 1e9:.1f} G multiply-adds ({m512 / m256:g}x)")
+assert p512 == p256 == total, "the parameters do not depend on the image size"
+assert m512 == 4 * m256, "the arithmetic grows with the number of pixels: 4x"
+
+# %% [markdown]
+# The same 31,031,685 parameters: a conv's weights are shared by every pixel, so only the
+# activations and the arithmetic grow, exactly 4 times here.
+#
+# The figure below shows both quantities per conv layer, on log scales. The parameters pile
+# up at the bottom of the U. The multiply-adds of a layer hardly change from level to
+# level: each pooling divides the pixels by 4, and doubling the channels multiplies
+# `Cin * Cout` by 4. Within a level the pattern repeats: 1.21 G for the first encoder conv
+# (its input has half the channels), 2.42 G for the second, 4.83 G for the first decoder
+# conv (it reads the merge, twice as deep). Only the first conv (one input channel) and the
+# two head convs are cheap.
 
 # %%
 PATH_COLOURS = {
@@ -346,6 +440,16 @@ def plot_costs(model: UNet) -> Figure:
 
 
 save(plot_costs(model), "04_cost_per_layer.png")
+for level, (enc, dec) in enumerate(levels[1:-1], start=2):  # levels 2 to 4
+    first, second, merge_conv = (row_of[name].mult_adds for name in (enc[0], enc[1], dec[1]))
+    print(
+        f"level {level}: {enc[0]} {first / 1e9:.2f} G, {enc[1]} {second / 1e9:.2f} G, "
+        f"{dec[1]} {merge_conv / 1e9:.2f} G"
+    )
+    assert (2 * first, 2 * second) == (second, merge_conv), "the 1.21 / 2.42 / 4.83 G pattern"
+cheap = [row.name for row in model.rows if 0 < row.mult_adds < 1e9]
+print("convs under 1 G multiply-adds:", cheap)
+assert cheap == ["conv1_1", "conv9_3", "conv10"], "only the first conv and the head are cheap"
 
 # %% [markdown]
 # ## 5. The U, drawn from the model
@@ -378,6 +482,9 @@ for level in paper.up:
         f"  {crop.name}: {skip} {h}x{w} -> {crop.shape[1]}x{crop.shape[2]}, "
         f"cropping {top}+{bottom} rows and {lft}+{rgt} columns"
     )
+    assert top == bottom and lft == rgt, f"{crop.name}: the skip is cropped at its centre"
+assert paper.up[-1].crop.cropping == ((88, 88), (88, 88)), "the top skip loses 88 px a side"
+assert paper.rows[-1].shape[1:] == (388, 388, 2), "a 572x572 tile gives 388x388x2"
 
 # %% [markdown]
 # The drawing function follows. It places each level's boxes in columns, shifting every
@@ -420,7 +527,8 @@ def draw_unet(ax, model: UNet) -> None:
         return edges
 
     def merge_box(col: float, level: int, name: str, skip_c: int) -> tuple:
-        """The concatenation: the copied skip (white, left), the up-sampled map (right)."""
+        """The concatenation: the copied skip (white, left), the up-sampled map (right).
+        The name and shape go above the box; each part shows its own channel count."""
         w, y = width(shapes[name][-1]), -level * gap
         c = shapes[name][-1]
         w_skip = w * skip_c / c
@@ -431,7 +539,20 @@ def draw_unet(ax, model: UNet) -> None:
                 (left + w_skip, y - box_h / 2), w - w_skip, box_h, fc=FILL["decoder"], ec="0.2"
             )
         )
-        ax.text(left + w / 2, y, label(name), rotation=90, ha="center", va="center", fontsize=7.5)
+        for x_mid, channels in (
+            (left + w_skip / 2, skip_c),
+            (left + w_skip + (w - w_skip) / 2, c - skip_c),
+        ):
+            ax.text(x_mid, y, f"{channels} ch", rotation=90, ha="center", va="center", fontsize=7)
+        h_w = "x".join(str(v) for v in shapes[name][1:])
+        ax.text(
+            left + w / 2,
+            y + box_h / 2 + 0.04,
+            f"{name}\n{h_w}",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+        )
         return left, left + w, y - box_h / 2, y + box_h / 2
 
     def arrow(start: tuple, end: tuple, colour: str, lw: float = 1.6) -> None:
@@ -442,7 +563,7 @@ def draw_unet(ax, model: UNet) -> None:
         y = (a[2] + a[3]) / 2
         arrow((a[1], y), (b[0], y), colour)
 
-    conv_c, pool_c, up_c, skip_c, out_c = "tab:blue", "tab:red", "tab:green", "0.5", "darkcyan"
+    conv_c, pool_c, up_c, skip_c, out_c = "tab:blue", "darkmagenta", "tab:green", "0.5", "darkcyan"
     # contracting path: [input or pooled map], conv, conv per level, then the pooling
     col, prev, skips = 0, None, []
     for level, down in enumerate([*model.down, model.bottom]):
@@ -528,9 +649,10 @@ def draw_unet(ax, model: UNet) -> None:
     }
     patches = [Patch(fc=FILL[k], ec="0.2", label=v) for k, v in maps.items()]
     patches.append(Patch(fc="white", ec="0.2", label="copied skip (left part of a merge)"))
+    patches.append(Patch(fc=FILL["decoder"], ec="0.2", label="up-sampled map (right part)"))
     ax.legend(handles=patches, loc="lower left", fontsize=9, title="feature maps")
     ax.set_xlim(-0.7, col + 0.7)
-    ax.set_ylim(-len(model.down) * gap - box_h / 2 - 0.15, box_h / 2 + 0.25)
+    ax.set_ylim(-len(model.down) * gap - box_h / 2 - 0.15, box_h / 2 + 0.45)
     ax.set_axis_off()
     (_, h, w, c), (_, ho, wo, co) = model.rows[0].shape, model.rows[-1].shape
     ax.set_title(
@@ -566,8 +688,13 @@ seed_head = sum(layer.count_params() for layer in model.head)
 paper_head = sum(layer.count_params() for layer in paper.head)
 print(f"head: seed {seed_head:,}, paper {paper_head:,}; difference {seed_head - paper_head:,}")
 print(f"total: seed {model.count_params():,}, paper {paper.count_params():,}")
-assert paper.count_params() == 31_030_658
-assert model.count_params() - paper.count_params() == seed_head - paper_head
+up6_seed, up6_paper = (next(lay for lay in m.layers if lay.name == "up6") for m in (model, paper))
+print(f"up6: seed {up6_seed.count_params():,}, paper {up6_paper.count_params():,} parameters")
+assert paper.count_params() == 31_030_658, "the paper's network: 31,030,658 parameters"
+assert model.count_params() - paper.count_params() == seed_head - paper_head == 1_027, (
+    "the two networks differ only in their heads: 1,027 parameters"
+)
+assert up6_seed.count_params() == up6_paper.count_params() == 2_097_664, "same up-conv weights"
 
 # %% [markdown]
 # ## 6. Which input sizes work
@@ -582,35 +709,87 @@ assert model.count_params() - paper.count_params() == seed_head - paper_head
 #
 # `model.output_size(n)` gives the output length for an input length `n`,
 # or `None` if the model cannot take it.
+#
+# **Predict before you run.** The paper's network turns a 572x572 tile into 388x388, so
+# 184 pixels of height are used as context and never predicted. What is the smallest tile
+# it accepts, and how large is its output? Does a larger tile lose more than 184 pixels?
 
 # %%
 seed_ok = [n for n in range(1, 330) if model.output_size(n)]
 print("seed UNet, valid sizes up to 329:", seed_ok)
+assert seed_ok == list(range(16, 330, 16)), "'same' padding, 4 poolings: multiples of 16"
 paper_ok = [(n, paper.output_size(n)) for n in range(1, 700) if paper.output_size(n)]
 print("paper UNet, valid input -> output sizes below 700:")
 print("  " + ", ".join(f"{n}->{m}" for n, m in paper_ok))
+(n_min, m_min), lost = paper_ok[0], {n - m for n, m in paper_ok}
+print(f"smallest tile: {n_min} -> {m_min}; pixels lost, input minus output: {sorted(lost)}")
+assert (n_min, m_min) == (188, 4), "the smallest tile of the paper's network: 188 -> 4"
+assert lost == {184}, "every valid tile loses the same 184-pixel border"
+assert {b[0] - a[0] for a, b in zip(paper_ok, paper_ok[1:])} == {16}, "valid tiles: 16 apart"
 
 # %% [markdown]
+# The smallest tile predicts only a 4x4 centre, and every tile, large or small, loses the
+# same border: 92 pixels on each side. Each 3x3 conv takes one pixel per side from its own
+# map, and one pixel at level `k` is `2**(k-1)` pixels of the input: 4 convs x 1 at level
+# 1, 4 x 2 at level 2, 4 x 4, 4 x 8, and 2 x 16 at the bottom, 92 in all. That fixed
+# border is why the paper predicts a large image tile by tile, each tile with its context
+# around it (tutorial 09).
+#
 # For the paper's network the valid tile sizes are 16 apart too, but offset, and the rule
-# is different: every map that enters a pooling must have an even size. 572 works
-# (572 -> 568, pooled to 284 -> 280, pooled to 140 -> 136, 68 -> 64, bottom 32 -> 28).
-# 570 does not: 570 -> 566, pooled to 283 -> 279, and 279 cannot be halved.
+# is different: every map that enters a pooling must have an even size. The cell below
+# follows the height down the U for 572 and for 570, level by level (entering the level,
+# after its two convs).
+
+
+# %%
+def way_down(model: UNet, n: int) -> tuple[list[tuple[int, int]], str]:
+    """(height entering, height after the two convs) per level, until the U fails."""
+    first = {level.conv1.name for level in [*model.down, model.bottom]}
+    second = {level.conv2.name for level in [*model.down, model.bottom]}
+    sizes = []
+
+    def visit(layer, in_shape, out_shape, inbound):
+        if layer.name in first:
+            sizes.append((in_shape[1], None))
+        if layer.name in second:
+            sizes[-1] = (sizes[-1][0], out_shape[1])
+
+    try:
+        model.walk((1, n, n, 1), visit)
+        failure = "fits"
+    except ValueError as err:
+        failure = f"fails: {err}"
+    return sizes, failure
+
+
+for n in (572, 570):
+    sizes, failure = way_down(paper, n)
+    print(f"{n}: " + ", ".join(f"{a} -> {b}" for a, b in sizes) + f"; {failure}")
+assert way_down(paper, 572)[0] == [(572, 568), (284, 280), (140, 136), (68, 64), (32, 28)]
+assert way_down(paper, 570)[0][-1] == (283, 279), "570 reaches a pooling with 279 rows"
+
+# %% [markdown]
+# 572 works: every map that enters a pooling (568, 280, 136, 64) is even. 570 does not:
+# after the first pooling the level works on 283 -> 279, and 279 cannot be halved.
 #
 # Now the errors. Building a model for 250x250, or passing an image 250 pixels wide to a
 # model, raises a `ValueError` that says why and what to use instead. So do the paper's
 # network at 570 and an image without its batch axis.
 
 # %%
-for make in (
-    lambda: UNet((250, 250, 1)),
-    lambda: model.predict(np.zeros((1, 256, 250, 1), np.float32)),
-    lambda: UNet.paper(input_shape=(570, 570, 1)),
-    lambda: model.predict(np.zeros((256, 256, 1), np.float32)),
+for make, says in (
+    (lambda: UNet((250, 250, 1)), "Nearest valid heights: 240 or 256"),
+    (lambda: model.predict(np.zeros((1, 256, 250, 1), np.float32)), "widths: 240 or 256"),
+    (lambda: UNet.paper(input_shape=(570, 570, 1)), "Nearest valid heights: 556 or 572"),
+    (lambda: model.predict(np.zeros((256, 256, 1), np.float32)), "Add the batch axis"),
 ):
     try:
         make()
     except ValueError as err:
         print(f"ValueError: {err}\n")
+        assert says in str(err), f"the error should say {says!r}"
+    else:
+        raise AssertionError("a bad input size must raise a ValueError")
 
 # %% [markdown]
 # ## 7. A forward pass, with the shapes recorded on the way
@@ -656,8 +835,12 @@ print(f"input {x.shape} -> output {y.shape}, values in [{y.min():.3f}, {y.max():
 print(f"{len(seen)} layers ran; shapes that differ from the summary: {mismatches or 'none'}")
 for name in ["conv1_2", "pool4", "conv5_2", "upsample6", "up6", "merge6", "conv9_3", "conv10"]:
     print(f"  {name:9s} {seen[name]}")
+assert len(seen) == len(runner.rows) - 1 and not mismatches, "the summary's shapes are real"
+assert y.shape == x.shape and 0 < y.min() and y.max() < 1, "a probability map, input-sized"
 gflop = 2 * sum(row.mult_adds for row in runner.rows) / 1e9
 print(f"forward pass: {seconds:.2f} s for {gflop:.2f} GFLOP = {gflop / seconds:.1f} GFLOP/s")
+if quick():
+    print("(quick mode: a model too small to keep BLAS busy; a full run shows the real rate)")
 
 # %% [markdown]
 # The output is a probability map with the input's height and width, from the sigmoid. Its
@@ -666,13 +849,19 @@ print(f"forward pass: {seconds:.2f} s for {gflop:.2f} GFLOP = {gflop / seconds:.
 # (tutorial 01) for few channels and small images, otherwise as a sum of shifted products
 # that needs no im2col copy (`numpy_unet/fast/conv.py`).
 #
-# A model accepts any valid size, not only the one it was built for, and the height and
-# width need not be equal. Only the channel count is fixed, by the first conv's kernel.
+# **Predict before you run.** This model was built for square images (256x256; 64x64 in
+# quick mode). Does it accept a batch of two images of 128x192 (32x48 in quick mode)? If
+# so, what shape comes out?
 
 # %%
 h, w = pick((128, 192), (32, 48))
 y = runner.predict(np.zeros((2, h, w, 1), np.float32))
 print(f"{runner.name} built for {runner.rows[0].shape[1:3]}: input (2, {h}, {w}, 1) -> {y.shape}")
+assert y.shape == (2, h, w, 1), "any valid height and width, any batch size"
+
+# %% [markdown]
+# Yes: a model accepts any valid size, not only the one it was built for, and the height
+# and width need not be equal. Only the channel count is fixed, by the first conv's kernel.
 
 # %% [markdown]
 # ## Summary
@@ -682,9 +871,12 @@ print(f"{runner.name} built for {runner.rows[0].shape[1:3]}: input (2, {h}, {w},
 # - `params = kh*kw*Cin*Cout + Cout` per conv; the total is 31,031,685 at any input size,
 #   almost nine tenths of it in the two deepest levels.
 # - `multiply-adds = Ho*Wo*kh*kw*Cin*Cout` per conv; about 54.6 G per 256x256 image (109
-#   GFLOP), spread almost evenly over the levels.
+#   GFLOP), spread almost evenly over levels 1 to 4; the bottom level, which holds the most
+#   parameters, does the least arithmetic. Four times the pixels, four times the cost.
 # - The paper's network differs in padding, cropping, up-convolution and head, and has
 #   1,027 fewer parameters (31,030,658).
-# - With four poolings and 'same' padding, height and width must be multiples of 16.
+# - With four poolings and 'same' padding, height and width must be multiples of 16. The
+#   paper's network accepts tiles 16 apart too (188, 204, ..., 572) and always loses a
+#   184-pixel border.
 #
 # Next: tutorial 05 checks every gradient of this network against finite differences.

@@ -39,7 +39,9 @@ from numpy_unet import GradcheckError, UNet, gradcheck
 from numpy_unet.gradcheck import ModelWithLoss, away_from_kinks
 from numpy_unet.layers import Conv2D, Layer, MaxPooling2D, ReLU
 from numpy_unet.losses import BinaryCrossentropy
-from numpy_unet.teach.selfcheck import builtin_checks
+from numpy_unet.tables import format_table
+from numpy_unet.teach.checks import CHECKS, package_lib
+from numpy_unet.teach.course import TASKS
 from numpy_unet.teach.tutorial import pick, quick, save
 
 np.set_printoptions(precision=4, linewidth=100)
@@ -87,6 +89,7 @@ numerical = (f_plus - f_minus) / (2 * eps)
 analytic = conv.grads["kernel"][k]
 print(f"kernel{k}: numerical {numerical:.10f}, analytic {analytic:.10f}")
 print(f"difference {abs(numerical - analytic):.1e}")
+assert abs(numerical - analytic) < 1e-8 * abs(numerical), "one element: they agree to 1e-8"
 
 # %% [markdown]
 # `gradcheck` does this for every element of the input and of each parameter, and
@@ -100,8 +103,13 @@ print(f"difference {abs(numerical - analytic):.1e}")
 # %%
 report = gradcheck(conv, x)
 print(report)
+assert report.passed and report.max_rel_error < 1e-6, "a correct backward: 1e-10 to 1e-6"
 
 # %% [markdown]
+# Writing `Conv2D.backward` (the kernel, bias and input gradients, with `im2col` and
+# `col2im`) is exercise `conv2d_backward` of the course kit (`numpy-unet exercises`), and
+# this check is how its grader scores it.
+#
 # Relative errors from about `1e-10` to `1e-6` are what a correct backward gives in
 # float64: the rounding error of the finite differences themselves, larger when a
 # gradient sums many products. A bug (a wrong formula, a wrong index, a missing term)
@@ -110,22 +118,41 @@ print(report)
 #
 # ## 2. Every layer of the package
 #
-# `numpy_unet.teach.selfcheck.builtin_checks()` runs the checker on each layer and loss of the
-# package with small random float64 inputs: convs with 1x1, 2x2 and 3x3 kernels in both
-# paddings, transposed convs, pooling, up-sampling, concatenation, cropping, dropout in
-# training mode, the three activations and the three losses. The command
-# `numpy-unet gradcheck` runs the same checks, and so does the course kit's grader: they are
-# one registry, `numpy_unet/teach/checks.py`.
+# The course kit (`numpy-unet exercises DIR`) cuts the backward passes out of the package
+# for students to write, one exercise each. The registry `CHECKS` in
+# `numpy_unet/teach/checks.py` lists, for each exercise, the cases its grader runs. For the
+# backward passes those are: the
+# three activations, convs with 1x1, 2x2 and 3x3 kernels in both paddings, transposed
+# convs, pooling, up-sampling, concatenation, cropping, dropout in training mode, the three
+# losses and a small UNet with its loss, all with small random float64 inputs. The command
+# `numpy-unet gradcheck` (`numpy_unet.teach.selfcheck.builtin_checks()`) runs the same
+# cases. Below, the backward exercises' cases run on the package's own classes, one row
+# per case.
+#
+# Two rows are not finite-difference checks but a stated rule, compared value by value:
+# what `ReLU.backward` passes at exactly 0, and where max pooling sends the gradient of a
+# tie. Section 5 shows why finite differences cannot judge those two.
 
 # %%
-print(f"{'layer':44s} {'tensors':23s} {'elements':>8s} {'max rel err':>11s}  result")
+lib = package_lib()  # the classes under test: this package's own
+rows, reports = [("exercise", "case", "against", "values", "max rel err", "result")], []
 t0 = time.perf_counter()
-for r in builtin_checks():
-    tensors = ", ".join(c.name.strip("'") for c in r.checks)
-    checked = sum(c.checked for c in r.checks)
-    verdict = "ok" if r.passed else "FAIL"
-    print(f"{r.layer:44s} {tensors:23s} {checked:8d} {r.max_rel_error:11.1e}  {verdict}")
+backward = [name for name in CHECKS if name.endswith("_backward")]
+for exercise in backward:
+    for case in CHECKS[exercise]:
+        r = case.run(lib)
+        reports.append((exercise, case.name, r))
+        against = "the rule" if r.mode.startswith("rule") else "differences"
+        checked = sum(c.checked for c in r.checks)
+        verdict = "ok" if r.passed else "FAIL"
+        rows.append((exercise, case.name, against, checked, f"{r.max_rel_error:.1e}", verdict))
+print("\n".join(format_table(rows)))
+failed = [f"{exercise} ({name})" for exercise, name, r in reports if not r.passed]
+print(f"\n{len(reports)} cases of {len(backward)} backward exercises, {len(failed)} failed")
 print(f"({time.perf_counter() - t0:.1f} s)")
+assert not failed, f"every backward of the package passes its checks; failed: {failed}"
+in_kit = {name for name in TASKS if name.endswith("_backward")}
+assert set(backward) == in_kit, "every backward exercise of the course kit has its checks"
 
 # %% [markdown]
 # The selection is small on purpose. The test suite (`tests/test_*.py`) sweeps many more
@@ -139,7 +166,13 @@ print(f"({time.perf_counter() - t0:.1f} s)")
 # uses `alpha * x`, the *value* of the function, instead of its slope.
 #
 # The layer follows the package's protocol: it subclasses `Layer`, which provides `name`,
-# `params` and `grads` (both empty here, since a LeakyReLU has no parameters).
+# `params` and `grads` (both empty here, since a LeakyReLU has no parameters). Its
+# backward is the ReLU's with a second slope; writing `ReLU.backward` is exercise
+# `relu_backward` of the course kit.
+#
+# **Predict before you run.** The checker reports the element with the largest error.
+# Which tensor will it name? At that element, what will the ratio analytic / numerical be,
+# in terms of the input `x` there?
 
 
 # %%
@@ -165,6 +198,8 @@ try:
 except GradcheckError as err:
     print("GradcheckError:", err)
     bad = next(c for c in err.report.checks if not c.passed)
+else:
+    raise AssertionError("the checker must catch the buggy LeakyReLU")
 
 # %% [markdown]
 # Read the message from left to right: the layer (`LeakyReLU 'leaky_relu_buggy'`), the
@@ -181,6 +216,12 @@ except GradcheckError as err:
 at = bad.worst_index
 print(f"worst element {at}: x = {x[at]:.4f}")
 print(f"analytic / numerical = {bad.analytic / bad.numerical:.4f}")
+assert bad.name == "input" and x[at] < 0, "the input's gradient, on the negative side"
+assert abs(bad.analytic / bad.numerical - x[at]) < 1e-6, "analytic = numerical * x: slope * x"
+
+# %% [markdown]
+# The answer to the question: the tensor is `input` (the layer has no other), and the
+# ratio is the input value itself, printed above.
 
 # %% [markdown]
 # Fix the slope and check again.
@@ -192,7 +233,9 @@ class FixedLeakyReLU(LeakyReLU):
         return dy * np.where(self.x > 0, 1.0, self.alpha)
 
 
-print(gradcheck(FixedLeakyReLU(name="leaky_relu_fixed"), x))
+report = gradcheck(FixedLeakyReLU(name="leaky_relu_fixed"), x)
+print(report)
+assert report.passed, "the fixed slope passes"
 
 # %% [markdown]
 # Why `away_from_kinks(x)`? The LeakyReLU has a kink at 0. Section 5 explains why a finite
@@ -217,6 +260,10 @@ print(gradcheck(FixedLeakyReLU(name="leaky_relu_fixed"), x))
 # rounding matter) in float32, and an exact float64 twin with the same weights. The
 # analytic gradient of the twin is the reference. Compute the numerical kernel gradient
 # with `eps = 1e-6` and `1e-3`, in both dtypes.
+#
+# **Predict before you run.** The backward is right, so only the finite difference can be
+# wrong. With the checker's `eps = 1e-6`, how large is the relative error of the float32
+# estimate: about `1e-6`, about `1e-3`, or more than 10 %? And with `eps = 1e-3`?
 
 # %%
 rng = np.random.default_rng(2)
@@ -255,27 +302,33 @@ def relative_error(numerical: np.ndarray) -> float:
 
 x32 = x64.astype(np.float32)
 print("relative error ||numerical - analytic|| / ||analytic|| over the 36 kernel elements")
+e32, e64 = {}, {}
 for eps in (1e-6, 1e-3):
-    e32 = relative_error(numerical_kernel_gradient(conv32, x32, eps))
-    e64 = relative_error(numerical_kernel_gradient(conv64, x64, eps))
-    print(f"  eps {eps:g}:  float32 {e32:.1e}   float64 {e64:.1e}")
+    e32[eps] = relative_error(numerical_kernel_gradient(conv32, x32, eps))
+    e64[eps] = relative_error(numerical_kernel_gradient(conv64, x64, eps))
+    print(f"  eps {eps:g}:  float32 {e32[eps]:.1e}   float64 {e64[eps]:.1e}")
+assert e32[1e-6] > 0.1, "float32 at eps = 1e-6: an error of more than 10 %"
+assert e32[1e-3] < e32[1e-6] / 100 and e32[1e-3] > 1e-5, "eps = 1e-3: better, still coarse"
+assert e64[1e-6] < 1e-9, "float64 at eps = 1e-6: right to about 1e-10"
 
 k = (1, 1, 0, 0)
 w, eps = conv32.params["kernel"][k], np.float32(1e-6)
 step = float((w + eps) - (w - eps))  # what the two float32 kernels really differ by
+step_error = abs(step / 2e-6 - 1)
 print(
     f"\nfloat32 kernel{k} = {w:.8f}: float32 values near it are {abs(np.spacing(w)):.2e} apart,"
-    f"\nso w + eps and w - eps differ by {step:.5e} instead of 2e-06 "
-    f"({abs(step / 2e-6 - 1):.2%} off)"
+    f"\nso w + eps and w - eps differ by {step:.5e} instead of 2e-06 ({step_error:.2%} off)"
 )
+assert 0.5e-3 < step_error < 5e-3, "the step alone is off by about rtol = 1e-3"
 
 # %% [markdown]
-# In float32, `eps = 1e-6` gives an error of more than 10 %: that alone fails the check, even
-# though the backward is right. `eps = 1e-3` is better, but then truncation costs
-# accuracy, the tolerance `rtol = 1e-3` would have to be loosened, and a loose tolerance
-# lets real bugs through. Even the step is not what was asked for: a float32 number near
-# 0.18 can only change in multiples of about `1.5e-8`, so the two perturbed kernels differ
-# by a slightly wrong amount, and that error alone is close to `rtol`.
+# The answer: in float32, `eps = 1e-6` gives an error of more than 10 %, printed above:
+# that alone fails the check, even though the backward is right. `eps = 1e-3` is better,
+# but then truncation costs accuracy, the tolerance `rtol = 1e-3` would have to be
+# loosened, and a loose tolerance lets real bugs through. Even the step is not what was
+# asked for: a float32 number near 0.18 can only change in multiples of about `1.5e-8`, so
+# the two perturbed kernels differ by a slightly wrong amount, and that error alone is
+# close to `rtol`.
 #
 # The checker therefore refuses float32 outright:
 
@@ -284,6 +337,8 @@ try:
     gradcheck(conv32, x32)
 except TypeError as err:
     print("TypeError:", err)
+else:
+    raise AssertionError("the checker must refuse float32")
 
 # %% [markdown]
 # The whole curve: the error for many values of `eps`, in both dtypes, on log-log axes.
@@ -297,11 +352,17 @@ curves = {
     name: np.array([relative_error(numerical_kernel_gradient(layer, xs, e)) for e in steps])
     for name, layer, xs in (("float32", conv32, x32), ("float64", conv64, x64))
 }
-for name, errors in curves.items():
-    best = int(np.argmin(errors))
-    print(f"{name}: smallest error {errors[best]:.1e} at eps = {steps[best]:.0e}")
-
 u = {name: np.finfo(name).eps / 2 for name in curves}  # unit roundoff
+best = {}
+for name, errors in curves.items():
+    best[name] = int(np.argmin(errors))
+    print(
+        f"{name}: smallest error {errors[best[name]]:.1e} at eps = {steps[best[name]]:.0e} "
+        f"(u**(1/3) = {u[name] ** (1 / 3):.0e})"
+    )
+for name in curves:  # the bottom of each V sits near u**(1/3)
+    assert 0.1 < steps[best[name]] / u[name] ** (1 / 3) < 10, f"{name}: bottom near u**(1/3)"
+
 i = np.argmin(np.abs(steps - 1e-9))  # fit the rounding constant where float64 rounds
 c_round = curves["float64"][i] * steps[i] / u["float64"]
 i = np.argmin(np.abs(steps - 1e-2))  # and the truncation constant where it truncates
@@ -309,11 +370,11 @@ c_trunc = curves["float64"][i] / steps[i] ** 2
 
 fig = Figure(figsize=(8.5, 6.5), layout="constrained")
 ax = fig.subplots()
-for name, colour in zip(curves, ("tab:red", "tab:blue")):
+for name, colour in zip(curves, ("tab:orange", "tab:blue")):
     label = f"{name} (unit roundoff u = {u[name]:.1e})"
     ax.loglog(steps, curves[name], "o-", color=colour, label=label)
     ax.loglog(steps, c_round * u[name] / steps, ":", color=colour, lw=1.2)
-ax.loglog(steps, c_trunc * steps**2, "k:", lw=1.2)
+ax.loglog(steps, c_trunc * steps**2, "k:", lw=1.2, label="dotted: the two error terms")
 ax.text(3e-12, 3e-8, "rounding ~ u / eps", fontsize=9)
 ax.text(2e-4, 0.4 * c_trunc * 2e-4**2, "truncation ~ eps²", fontsize=9)
 ax.text(
@@ -321,29 +382,44 @@ ax.text(
     0.3,
     "float32: eps below the spacing of\nthe weights, both sides round equal",
     fontsize=8,
-    color="tab:red",
+    color="tab:orange",
     va="top",
 )
 ax.axvline(1e-6, color="0.4", lw=1, ls="--")
 ax.text(1.3e-6, 2e1, "checker's eps = 1e-6", color="0.3", fontsize=9)
-ax.axhline(1e-3, color="tab:green", lw=1, ls="--")
-ax.text(1.5e-12, 1.4e-3, "rtol = 1e-3", color="tab:green", fontsize=9)
+ax.axhline(1e-3, color="tab:purple", lw=1, ls="--")
+ax.text(1.5e-12, 1.4e-3, "rtol = 1e-3", color="tab:purple", fontsize=9)
 ax.set_ylim(1e-13, 1e2)
 ax.set_xlabel("finite-difference step eps")
 ax.set_ylabel("relative error of the numerical gradient")
 ax.set_title("Finite differences: rounding error (left) vs truncation error (right)")
 ax.grid(which="major", alpha=0.3)
-fig.legend(loc="outside lower center", ncols=2)
+fig.legend(loc="outside lower center", ncols=3)
 save(fig, "05_error_vs_eps.png")
+
+e32_curve, e64_curve = curves["float32"], curves["float64"]
+rounding32 = (steps >= 1e-7) & (steps <= 1e-4)  # where float32's error is rounding
+ratio = e32_curve[rounding32] / (c_round * u["float32"] / steps[rounding32])
+middle = (steps >= 1e-10) & (steps <= 1e-3)
+at_checker = e64_curve[np.argmin(np.abs(steps - 1e-6))]
+print(f"float32 curve / rounding line fitted on float64: {ratio.min():.2f} to {ratio.max():.2f}")
+print(f"float64, eps from 1e-10 to 1e-3: at most {e64_curve[middle].max():.1e}")
+print(f"float32 below eps = 1e-8: at least {e32_curve[steps < 1e-8].min():.2f}")
+print(f"float64 at the checker's eps = 1e-6: {at_checker:.1e}")
+assert 1 / 3 < ratio.min() and ratio.max() < 3, "one rounding constant fits both dtypes"
+assert e64_curve[middle].max() < e32_curve.min(), "float64 beats float32's best, 1e-10..1e-3"
+assert e32_curve[steps < 1e-8].min() >= 0.999, "below 1e-8 float32's error is 100 % or more"
+assert at_checker < 1e-9, "at the checker's eps float64 is right to about 1e-10"
 
 # %% [markdown]
 # Both curves are V-shaped, as the two formulas predict, and the rounding line fitted on
-# float64 predicts the float32 curve without any new constant. The float32 V bottoms out
-# near `eps = 1e-2` at about `3e-5`; float64 does better than that at every `eps` from
-# `1e-11` to `1e-3`. Below `eps ~ 1e-8` float32 does not even register the step, and the
-# error is 100 % or more. The checker's `eps = 1e-6` sits
-# near the bottom of the float64 V, where a correct gradient is right to about `1e-10`
-# and the tolerances have six orders of magnitude to spare.
+# float64 predicts the float32 curve without any new constant (within the factor printed
+# above). The float32 V bottoms out near `eps = 1e-2`, at the error printed above (about
+# `3e-5`); float64 does better than that at every `eps` from `1e-10` to `1e-3`. Below
+# `eps ~ 1e-8` float32 does not even register the step, and the error is 100 % or more.
+# The checker's `eps = 1e-6` sits near the bottom of the float64 V, where a correct
+# gradient is right to about `1e-10` and the tolerances have six orders of magnitude to
+# spare.
 #
 # ## 5. Kinks: where a correct backward fails the check
 #
@@ -353,8 +429,9 @@ save(fig, "05_error_vs_eps.png")
 # ### The ReLU at 0
 #
 # `relu(z) = max(z, 0)` has no derivative at `z = 0`: the slope is 0 on the left and 1 on
-# the right. `ReLU.backward` uses 0 there, as TensorFlow and PyTorch do. A central
-# difference across the kink measures the average slope, 0.5.
+# the right. `ReLU.backward` uses 0 there, as TensorFlow and PyTorch do (exercise
+# `relu_backward` of the course kit; its "relu at 0" case in section 2 checks this rule). A
+# central difference across the kink measures the average slope, 0.5.
 
 # %%
 relu = ReLU()
@@ -364,6 +441,7 @@ analytic = relu.backward(np.ones_like(z)).item()
 eps = 1e-6
 numerical = (np.maximum(z + eps, 0) - np.maximum(z - eps, 0)).item() / (2 * eps)
 print(f"relu at z = 0: numerical slope {numerical}, analytic slope {analytic}")
+assert (numerical, analytic) == (0.5, 0.0), "at the kink: the average slope against Keras's 0"
 
 # %% [markdown]
 # A random input never lands exactly on 0. Inside a network it does, and often: when a
@@ -376,6 +454,10 @@ print(f"relu at z = 0: numerical slope {numerical}, analytic slope {analytic}")
 # The next cell builds a tiny UNet in float64 (2 filters), counts the pre-activations that
 # are exactly 0, and runs the check of the whole network with its loss (section 6 explains
 # `ModelWithLoss`). In quick mode the network is smaller still (one pooling, 8x8 input).
+#
+# **Predict before you run.** Every backward in this UNet is correct (section 2). Will the
+# elementwise check of the whole network pass? If not, which tensors will it flag: inputs,
+# kernels or biases?
 
 
 # %%
@@ -414,9 +496,13 @@ for c in report.checks:
             f"  FAIL {c.name:16s} element {c.worst_index}: numerical {c.numerical:.6f}, "
             f"analytic {c.analytic:.6f}"
         )
+flagged = [c.name.strip("'") for c in report.checks if not c.passed]
+assert exact_zeros(tiny, x), "a fresh UNet with zero biases has pre-activations of exactly 0"
+assert flagged and all(name.endswith("/bias") for name in flagged), "only biases fail here"
 
 # %% [markdown]
-# The failures are in the biases: a bias's gradient sums over every pixel of its channel,
+# It does not pass, and the failures are all in biases. A bias's gradient sums over every
+# pixel of its channel,
 # so it collects every kink in that channel. The backward is not wrong. At a pre-activation
 # of exactly 0, nudging the bias up switches the unit on and nudging it down leaves it off,
 # so the numerical slope is half of what the switched-on unit contributes, while the
@@ -439,6 +525,7 @@ random_biases(tiny, rng)
 print("pre-activations exactly 0 after nudging:", exact_zeros(tiny, x) or "none")
 report = gradcheck(ModelWithLoss(tiny, BinaryCrossentropy(), y), x, raise_exception=False)
 print(f"passed = {report.passed}, worst relative error {report.max_rel_error:.1e}")
+assert not exact_zeros(tiny, x) and report.passed, "off the kinks, the whole UNet passes"
 
 # %% [markdown]
 # Does the kink matter for training? No. An exact 0 is an event of probability zero once the
@@ -447,11 +534,13 @@ print(f"passed = {report.passed}, worst relative error {report.max_rel_error:.1e
 #
 # ### Ties in max-pooling
 #
-# `MaxPooling2D` sends each window's gradient to its maximum. When two elements of a
-# window tie, the backward gives all of it to the first one (row-major order, as
-# `np.argmax` picks it). A finite difference sees it otherwise: nudging either tied
-# element up makes it the unique maximum, nudging it down hands the maximum to the other,
-# so each gets half. One window, by hand:
+# `MaxPooling2D` sends each window's gradient to its maximum (exercise `maxpool_backward`
+# of the course kit). When two elements of a window tie, the backward gives all of it to
+# the first one (row-major order, as `np.argmax` picks it).
+#
+# **Predict before you run.** The window below holds two maxima of 2. The analytic
+# gradient (for an upstream gradient of 1) puts 1 on the first and 0 elsewhere. What will
+# the central difference give each of the four elements?
 
 # %%
 pool = MaxPooling2D(2)
@@ -466,6 +555,13 @@ for i, j in np.ndindex(2, 2):
 print("window:\n", window[0, :, :, 0])
 print("analytic gradient (all to the first maximum):\n", analytic)
 print("numerical gradient (half to each):\n", numerical)
+assert np.array_equal(analytic, [[0, 1], [0, 0]]), "the backward: all to the first maximum"
+assert np.allclose(numerical, [[0, 0.5], [0, 0.5]], atol=1e-9), "finite differences: half each"
+
+# %% [markdown]
+# Half to each tied maximum. Nudging either one up makes it the unique maximum (slope 1),
+# nudging it down hands the maximum to the other (slope 0); the central difference
+# averages the two.
 
 # %% [markdown]
 # The checker flags this as an error, because it is one in the sense that matters here:
@@ -479,10 +575,19 @@ try:
     gradcheck(pool, ties)
 except GradcheckError as err:
     print("\nGradcheckError:", str(err).splitlines()[0])
+    tie = err.report.checks[0]
+else:
+    raise AssertionError("ties must fail the check")
+_, i, j, channel = tie.worst_index
+assert channel == 0 and i >= 2 and j >= 2, "the worst element: channel 0, bottom-right window"
+assert np.array_equal(ties[0, 2:, 2:, 0], window[0, :, :, 0]), "the window worked by hand"
+assert tie.analytic == 0 and tie.numerical > 0, "a numerical value where the analytic one is 0"
 
 smooth = np.random.default_rng(3).standard_normal((1, 4, 4, 2))
 print("\nthe same check with continuous random input:")
-print(gradcheck(pool, smooth))
+report = gradcheck(pool, smooth)
+print(report)
+assert report.passed, "continuous random inputs: no ties, the check passes"
 
 # %% [markdown]
 # A numerical value half the size of the analytic one, or a numerical value where the
@@ -502,7 +607,9 @@ print(gradcheck(pool, smooth))
 # thousands of forward passes. The full network has 31,031,685 parameters, and checking
 # them one by one takes two forward passes each. Build the network, time one forward
 # pass, and multiply. (In quick mode the network has 8 filters instead of 64: 485,813
-# parameters.)
+# parameters.) Writing `UNet.backward`, the whole U in reverse with each skip's gradient
+# added where the two paths met, is exercise `unet_backward` of the course kit; this is
+# the kind of check that grades it.
 
 # %%
 filters, n_directions = pick(64, 8), 2
@@ -543,16 +650,28 @@ report = gradcheck(
 seconds = time.perf_counter() - t0
 print(report)
 print(f"\n{len(report.checks)} tensors, {n_directions} directions each, in {seconds:.0f} s")
+by_name = {c.name.strip("'"): c.max_rel_error for c in report.checks}
+top, bottom = by_name["conv1_2/kernel"], by_name["conv5_2/kernel"]
+print(f"worst relative error {report.max_rel_error:.1e}; conv1_2/kernel {top:.1e}, ", end="")
+print(f"conv5_2/kernel {bottom:.1e}")
+assert report.passed and len(report.checks) == 49, "all 49 tensors pass"
+assert report.max_rel_error < 1e-5, "far below rtol = 1e-3"
+assert bottom > top, "the errors grow towards the bottom of the U"
 
 # %% [markdown]
 # All 49 tensors (the input, then a kernel and a bias for each of the 24 convs) pass, with
-# relative errors around `1e-9` to `1e-6`. The errors grow towards the bottom of the U,
-# where each kernel sums over thousands of products and the finite difference rounds
-# accordingly; they stay far below `rtol = 1e-3`.
+# relative errors from about `1e-10` to a few `1e-6` in a full run (the 8-filter network of
+# quick mode sums fewer products and stays below `1e-6`). The errors grow towards the
+# bottom of the U, where each kernel sums over thousands of products and the finite
+# difference rounds accordingly; they stay far below `rtol = 1e-3`.
 #
 # Does a check along two random directions really catch a bug? Make one: scale one
 # layer's kernel gradient by 1.01, an error of 1 %. The experiment uses an 8-filter UNet
 # in both modes, to keep it quick.
+#
+# **Predict before you run.** Each tensor is checked along only two random directions,
+# and the error is 1 % in one of 49 tensors. Will the check catch it? If so, which tensors
+# will it flag?
 
 # %%
 small = UNet((16, 16, 1), filters=8, dtype="float64", seed=5)
@@ -572,11 +691,15 @@ try:
     gradcheck(ModelWithLoss(small, BinaryCrossentropy(), y), x, directional=True, n_directions=2)
 except GradcheckError as err:
     print("GradcheckError:", str(err).splitlines()[0])
-    print([c.name for c in err.report.checks if not c.passed], "failed; the others passed")
+    caught = [c.name.strip("'") for c in err.report.checks if not c.passed]
+    print(caught, "failed; the others passed")
+else:
+    caught = []
 del victim.backward  # back to the correct method
+assert caught == ["conv7_1/kernel"], "two directions catch a 1 % error, in that tensor only"
 
 # %% [markdown]
-# The check names the right tensor, `conv7_1/kernel`, and only that one: the planted bug
+# Yes: the check names the right tensor, `conv7_1/kernel`, and only that one: the planted bug
 # does not touch the gradient that `conv7_1` passes on, so every other tensor still
 # agrees.
 #
@@ -598,7 +721,8 @@ del victim.backward  # back to the correct method
 # 3. Inputs away from kinks (`away_from_kinks`), continuous values (no ties), and biases that
 #    are not exactly 0 in anything with a ReLU.
 # 4. A layer that draws random numbers (like dropout) keeps its `np.random.Generator` as
-#    an attribute; the checker replays it. Then check with `training=True`.
+#    an attribute; the checker replays it. Then check with `training=True` (the
+#    "training (seeded mask)" case of exercise `dropout_backward` in section 2).
 # 5. Sizes: small but not trivial, odd and even, batch size 2 (so that a sum over the batch
 #    is tested), more than one channel.
 # 6. For a loss, use `gradcheck_loss(loss, y_pred, y_true)`; for a large model,
@@ -629,7 +753,9 @@ class ChannelAffine(Layer):
 
 
 x = np.random.default_rng(5).standard_normal((2, 5, 4, 3))  # batch 2, odd and even sizes
-print(gradcheck(ChannelAffine(3, name="channel_affine"), x))
+report = gradcheck(ChannelAffine(3, name="channel_affine"), x)
+print(report)
+assert report.passed, "the template layer passes"
 
 # %% [markdown]
 # ## Summary
@@ -643,4 +769,6 @@ print(gradcheck(ChannelAffine(3, name="channel_affine"), x))
 # - A correct backward fails at kinks (ReLU at exactly 0, ties in max-pooling): nudge the
 #   biases, use continuous random inputs.
 # - For a large model, `directional=True` checks each tensor along a few random
-#   directions, at two forward passes per direction.
+#   directions, at two forward passes per direction; two directions caught a 1 % error.
+# - Every exercise of the course kit (`numpy-unet exercises`) is graded by the checks of
+#   section 2.

@@ -60,7 +60,10 @@ with warnings.catch_warnings(record=True) as caught:
 print("x                      ", x)
 print("1 / (1 + exp(-x))      ", naive_a)
 print("exp(x) / (1 + exp(x))  ", naive_b)
-print("warnings raised:", sorted({str(w.message) for w in caught}))
+messages = sorted({str(w.message) for w in caught})
+print("warnings raised:", messages)
+assert naive_a[0] == 0 and np.isnan(naive_b[-1]), "1/inf = 0 happens to be right; inf/inf = nan"
+assert "overflow encountered in exp" in messages, "exp(1000) overflows, and NumPy warns"
 
 # %% [markdown]
 # The package's `sigmoid` (in `numpy_unet/layers/activations.py`) only ever calls `exp`
@@ -78,17 +81,32 @@ with warnings.catch_warnings():
     stable = sigmoid(x)
 print("stable sigmoid(x)      ", stable)
 print("exp(-|x|)              ", np.exp(-np.abs(x)))
+assert np.all((0 <= stable) & (stable <= 1)), "the stable sigmoid stays in [0, 1]"
+assert np.allclose(stable, naive_a, rtol=1e-15, atol=0), "and agrees with the textbook form"
 
 # %% [markdown]
-# One more fact matters for the loss below. In float32, the default dtype of the layers,
-# the sigmoid **rounds to exactly 1.0** from `x ≈ 16.6` on: there `exp(-x)` is below half
-# the float32 spacing just above 1 (`1.2e-7 / 2`), so `1 + exp(-x)` rounds to 1. Then
-# `log(1 - p)` is `log(0) = -inf`. Clipping, next, fixes that.
+# One more fact matters for the loss below. Float32 is the default dtype of the layers,
+# and it has about seven significant digits.
+#
+# **Predict before you run.** For which of `x = 10, 16, 17, 40` does the float32 sigmoid
+# return exactly `1.0`, not merely something close to it?
 
 # %%
 for v in (10.0, 16.0, 17.0, 40.0):
     p32 = sigmoid(np.float32(v))
     print(f"sigmoid(float32({v:4.0f})) = {p32:.9f}   equals 1.0? {bool(p32 == 1.0)}")
+grid = np.arange(16.0, 17.0, 0.01, dtype=np.float32)
+first_one = grid[sigmoid(grid) == 1.0].min()
+spacing = np.spacing(np.float32(1.0))
+print(f"from x = {first_one:.2f} on, exp(-x) = {np.exp(-first_one):.2e} < {spacing / 2:.2e}")
+assert [bool(sigmoid(np.float32(v)) == 1) for v in (10, 16, 17, 40)] == [0, 0, 1, 1], "17, 40"
+assert 16.5 < first_one < 16.7, "float32 sigmoid is exactly 1.0 from x = 16.6 on"
+
+# %% [markdown]
+# 17 and 40. In float32 the sigmoid **rounds to exactly 1.0** from `x ≈ 16.6` on (printed
+# above): there `exp(-x)` is below half the float32 spacing just above 1 (`1.2e-7 / 2`),
+# so `1 + exp(-x)` rounds to 1. Then `log(1 - p)` is `log(0) = -inf`. Clipping, next,
+# fixes that.
 
 # %% [markdown]
 # ## 2. Binary cross-entropy, Keras's way
@@ -103,6 +121,9 @@ for v in (10.0, 16.0, 17.0, 40.0):
 # the range, so `BinaryCrossentropy.backward` returns zero there too:
 #
 # `dL/dp = (p - y) / (p (1 - p)) / M` inside the clip range, `0` outside.
+#
+# Writing this backward, clip included, is exercise `bce_backward` of the course kit
+# (`numpy-unet exercises`).
 #
 # The figure plots the loss of one pixel (`M = 1`) and the size of its gradient against
 # `p`, on a *logit* axis that stretches both ends, so that the clips at `1e-7` and
@@ -123,10 +144,11 @@ def per_pixel(y_value: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(values), np.array(grads)
 
 
+curves = {}
 fig = Figure(figsize=(12, 4.2))
 ax_loss, ax_grad = fig.subplots(1, 2)
-for y_value, colour in ((1.0, "tab:blue"), (0.0, "tab:red")):
-    values, grads = per_pixel(y_value)
+for y_value, colour in ((1.0, "tab:blue"), (0.0, "tab:orange")):
+    values, grads = curves[y_value] = per_pixel(y_value)
     ax_loss.plot(p_grid, values, color=colour, label=f"y = {y_value:g}")
     inside = grads != 0
     ax_grad.plot(
@@ -146,6 +168,9 @@ for ax in (ax_loss, ax_grad):
     ax.axvspan(p_grid[0], eps, color="gray", alpha=0.15)
     ax.axvspan(1 - eps, p_grid[-1], color="gray", alpha=0.15)
     ax.set_xlabel("predicted probability p (logit scale)")
+    ticks = [1e-8, 1e-4, 0.5, 1 - 1e-4, 1 - 1e-8]  # the default ticks crowd on the right
+    ax.set_xticks(ticks, ["1e-8", "1e-4", "1/2", "1 - 1e-4", "1 - 1e-8"])
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
 for ax, y_text, what in ((ax_loss, 8, "loss"), (ax_grad, 1e-4, "dL/dp = 0")):
     for x_text, side in ((1e-8, "p < 1e-7"), (1 - 1e-8, "p > 1 - 1e-7")):
@@ -172,12 +197,23 @@ save(fig, "06_bce_and_gradient.png")
 print(f"loss of a pixel clipped at p = 1e-7 with y = 1: {-np.log(eps):.2f}")
 print("Look at: the solid curves grow like 1/p (or 1/(1-p)) towards a wrong answer,")
 print("then drop to 0 in the gray bands; the dashed curves, |p - y|, never exceed 1.")
+clipped = (p_grid < eps) | (p_grid > 1 - eps)
+inside = ~clipped & (p_grid < 0.5)  # left of 1/2, inside the clip
+times_p = np.abs(curves[1.0][1][inside]) * p_grid[inside]  # y = 1: |dL/dp| * p
+print(f"largest loss {max(v.max() for v, _ in curves.values()):.4f}; for y = 1, ", end="")
+print(f"|dL/dp| * p left of 1/2 lies in [{times_p.min():.6f}, {times_p.max():.6f}]")
+for values, grads in curves.values():
+    assert abs(values.max() + np.log(eps)) < 1e-6, "the loss is capped at -log(1e-7) = 16.1"
+    assert np.all(grads[clipped] == 0), "dL/dp is 0 in the gray bands, where the clip is flat"
+assert np.allclose(times_p, 1, rtol=1e-6), "for y = 1, |dL/dp| = 1/p: it grows like 1/p"
 
 # %% [markdown]
 # ### Through the sigmoid, the gradient simplifies to `(p - y) / M`
 #
 # The network never outputs `p` directly: `p = sigmoid(z)` for a logit `z`. The sigmoid's
-# derivative is `dp/dz = p (1 - p)`, and it cancels the denominator of the loss's:
+# derivative is `dp/dz = p (1 - p)`, computed from the cached output `p` alone (writing
+# `Sigmoid.backward` that way is exercise `sigmoid_backward` of the course kit), and it
+# cancels the denominator of the loss's:
 #
 # `dL/dz = dL/dp · dp/dz = (p - y) / (p (1 - p)) / M · p (1 - p) = (p - y) / M`
 #
@@ -197,29 +233,49 @@ act = Sigmoid()
 p = act.forward(z)
 value = bce.forward(p, y)
 dz = act.backward(bce.backward())
+gap_to_formula = np.abs(dz - (p - y) / y.size).max()
 print(f"M = {y.size} pixels, loss = {value:.4f}")
-print("max |Sigmoid.backward(BCE.backward()) - (p - y) / M| =", np.abs(dz - (p - y) / y.size).max())
-report = gradcheck(ModelWithLoss(Sigmoid(), BinaryCrossentropy(), y), z)
+print(f"max |Sigmoid.backward(BCE.backward()) - (p - y) / M| = {gap_to_formula:.1e}")
+assert gap_to_formula < 1e-15, "through the sigmoid, dL/dz = (p - y) / M up to rounding"
+report = gradcheck(ModelWithLoss(Sigmoid(), BinaryCrossentropy(), y), z, raise_exception=False)
 print(report)
+assert report.passed, "sigmoid + BCE: the backward agrees with finite differences"
 
 # %% [markdown]
-# ### A saturated, confidently wrong pixel gets no gradient
+# ### A saturated, confidently wrong pixel
 #
 # The clip has a price. A pixel with logit `z = 40` and truth `y = 0` has
-# `p = sigmoid(40) = 1.0` exactly. The loss is capped at 16.1, and the gradient is **zero**,
-# because the clip is flat there. The fused formula would have given `(p - y) / M = 1/M`.
-# With He initialisation and a sensible learning rate, logits stay far from ±17, so this
-# rarely bites; but it is one reason a diverged network can stay stuck.
+# `p = sigmoid(40) = 1.0` exactly: it is as wrong as a pixel can be.
+#
+# **Predict before you run.** The cell below puts that pixel, its mirror image
+# (`z = -40`, `y = 1`) and a merely wrong pixel (`z = 3`, `y = 0`) through the sigmoid and
+# Keras's binary cross-entropy. Which of the three gets the largest gradient `dL/dz`?
 
 # %%
 z_sat = np.array([40.0, -40.0, 3.0])  # two saturated, wrong pixels and a merely wrong one
 y_sat = np.array([0.0, 1.0, 0.0])
 act = Sigmoid()
 p_sat = act.forward(z_sat)
+loss_sat = bce.forward(p_sat, y_sat)
+dz_sat = act.backward(bce.backward())
+fused = (p_sat - y_sat) / y_sat.size
+p_clip = np.clip(p_sat, eps, 1 - eps)  # Keras's clip, then the formula of section 2
+per_pixel_loss = -(y_sat * np.log(p_clip) + (1 - y_sat) * np.log(1 - p_clip))
+terms = " + ".join(f"{v:.2f}" for v in per_pixel_loss)
 print("p                       ", p_sat)
-print(f"loss                     {bce.forward(p_sat, y_sat):.4f}  (= (16.12 + 16.12 + 3.05) / 3)")
-print("dL/dz through the clip  ", act.backward(bce.backward()))
-print("(p - y) / M, fused      ", (p_sat - y_sat) / y_sat.size)
+print(f"loss                     {loss_sat:.4f}  (= ({terms}) / 3)")
+print("dL/dz through the clip  ", dz_sat)
+print("(p - y) / M, fused      ", fused)
+assert abs(loss_sat - per_pixel_loss.mean()) < 1e-12, "each saturated pixel costs 16.1"
+assert np.all(dz_sat[:2] == 0), "a saturated pixel gets no gradient through the clip"
+assert abs(dz_sat[2] - fused[2]) < 1e-15, "inside the clip: (p - y) / M, as fused"
+
+# %% [markdown]
+# Only the merely wrong pixel gets a gradient. The two saturated ones cost the capped 16.1
+# each, and their gradient is **zero**, because the clip is flat there; the fused formula
+# would have given them `(p - y) / M = ±1/M`. With He initialisation and a sensible learning
+# rate, logits stay far from ±17, so this rarely bites; but it is one reason a diverged
+# network can stay stuck.
 
 # %% [markdown]
 # ## 3. Softmax over channels and the paper's weighted cross-entropy
@@ -266,6 +322,8 @@ weight = 1.0 + w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2)) * (labels == 0)
 print(f"weight map: {weight.min():.2f} (far background, cells) ... {weight.max():.2f} (the gap)")
 between = (labels == 0) & (d2 <= 3)  # background within 3 px of both cells: the gap
 print(f"mean weight in the gap between the cells: {weight[between].mean():.2f}")
+assert np.all(weight[labels == 1] == 1), "w_c = 1 on the cells: no border term there"
+assert 8 < weight[between].mean() <= 1 + w0, "the gap counts about ten times more"
 
 # %% [markdown]
 # Now a prediction from a hypothetical network that has found both cells but blurred their
@@ -275,6 +333,15 @@ print(f"mean weight in the gap between the cells: {weight[between].mean():.2f}")
 # softmax's Jacobian cancels the `1/p_k` of the loss, leaving
 #
 # `dL/dz_k = w · (p_k - y_k) / P`.
+#
+# The two backward passes behind it are exercises of the course kit: `cce_backward`
+# (`dL/dp_k = -w · y_k / p_k / P`, with the weight map) and `softmax_backward`
+# (`dz = p · (dp - Σ_k p_k dp_k)` per pixel, the Jacobian-vector product without building
+# the Jacobian).
+#
+# **Predict before you run.** The prediction is equally wrong, `p = 0.7` for "cell", on a
+# background pixel in the gap and on a background pixel just outside a cell's outer edge.
+# Which of the two gets the larger gradient, and by roughly how much?
 
 # %%
 to_cell = d.min(axis=0).reshape(H, W)  # distance to the nearest cell pixel (0 inside)
@@ -290,43 +357,61 @@ weighted = cce.forward(probs, labels[None], weight_map=weight[None])
 dlogits = softmax.backward(cce.backward())
 one_hot = np.eye(2)[labels][None]
 expected = weight[None, ..., None] * (probs - one_hot) / labels.size
+gap_to_formula = np.abs(dlogits - expected).max()
+print(f"probabilities sum to 1 per pixel: {np.allclose(probs.sum(axis=-1), 1, atol=1e-15)}")
 print(f"cross-entropy, unweighted: {plain:.4f}   weighted by the map: {weighted:.4f}")
-print("max |Softmax.backward(CCE.backward()) - w (p - y) / P| =", np.abs(dlogits - expected).max())
-print(
-    gradcheck(
-        ModelWithLoss(Softmax(), CategoricalCrossentropy(), labels[None], weight_map=weight[None]),
-        logits,
-    )
+print(f"max |Softmax.backward(CCE.backward()) - w (p - y) / P| = {gap_to_formula:.1e}")
+assert np.allclose(probs.sum(axis=-1), 1, atol=1e-15), "softmax: each pixel's p sums to 1"
+assert gap_to_formula < 1e-15, "through the softmax, dL/dz = w (p - y) / P up to rounding"
+assert weighted > plain, "the weights make the blurred gap cost more"
+report = gradcheck(
+    ModelWithLoss(Softmax(), CategoricalCrossentropy(), labels[None], weight_map=weight[None]),
+    logits,
+    raise_exception=False,
 )
+print(report)
+assert report.passed, "softmax + weighted CCE: the backward agrees with finite differences"
 
-fig = Figure(figsize=(15, 3.6))
-axes = fig.subplots(1, 4, gridspec_kw={"wspace": 0.35})
+fig = Figure(figsize=(15, 3.3), layout="constrained")
+axes = fig.subplots(1, 4)
 panels = [
-    (labels, "true classes (white = cell)", "gray", False),
-    (weight, "weight map w", "viridis", True),
-    (probs[0, ..., 1], "predicted P(cell), edges blurred", "magma", True),
+    (labels, "true classes", "gray", "class (0 background, 1 cell)"),
+    (weight, "weight map w", "viridis", "weight w (no unit)"),
+    (probs[0, ..., 1], "predicted P(cell), edges blurred", "magma", "probability"),
     (
         np.abs(dlogits[0, ..., 1]) * labels.size,
         "gradient |dL/dz_cell| x P = w |p - y|",
         "viridis",
-        True,
+        "w |p - y| (no unit)",
     ),
 ]
-for ax, (img, title, cmap, bar) in zip(axes, panels):
+for ax, (img, title, cmap, unit) in zip(axes, panels):
     im = ax.imshow(img, cmap=cmap)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    if bar:
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-fig.suptitle("the paper's weighted cross-entropy on two touching cells")
+    bar = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+    bar.set_label(unit, fontsize=8)
+    if img is labels:
+        bar.set_ticks([0, 1])
+fig.suptitle(f"the paper's weighted cross-entropy on two touching cells ({H}x{W} pixels)")
 save(fig, "06_weight_map.png")
-ring = (labels == 0) & (to_cell <= 1.5) & (d2 > 3)  # the outer edge of the cells
-print(
-    f"gradient x P: in the gap {np.abs(dlogits[0, ..., 1])[between].mean() * labels.size:.2f}, "
-    f"on the outer edge {np.abs(dlogits[0, ..., 1])[ring].mean() * labels.size:.2f}"
-)
+
+# %% [markdown]
+# The answer, from the gradient map: compare the gap with the background pixels that touch
+# a cell's outer edge, where the prediction is just as wrong.
+
+# %%
+adjacent = (labels == 0) & (to_cell == 1)  # background pixels touching a cell
+in_gap, on_edge = adjacent & between, adjacent & (d2 > 3)
+pull = np.abs(dlogits[0, ..., 1]) * labels.size
+print(f"p(cell) there: gap {np.unique(probs[0, ..., 1][in_gap].round(6))}, ", end="")
+print(f"outer edge {np.unique(probs[0, ..., 1][on_edge].round(6))}")
+gap_pull, edge_pull = pull[in_gap].mean(), pull[on_edge].mean()
+print(f"gradient x P: in the gap {gap_pull:.2f}, on the outer edge {edge_pull:.2f}")
 print("Look at: both get the same wrong p = 0.7; the gap, with its large weight, pulls hardest.")
+assert np.allclose(probs[0, ..., 1][adjacent], 0.7), "the same wrong p = 0.7 next to every cell"
+assert gap_pull > 3 * edge_pull, "the gap pulls several times harder"
 
 # %% [markdown]
 # ## 4. The Dice loss
@@ -341,6 +426,9 @@ print("Look at: both get the same wrong p = 0.7; the gap, with its large weight,
 # mean over pixels, so a rare class weighs as much as a common one. And each pixel's
 # gradient depends on the sums over all pixels; for a binary mask it takes only two values,
 # one for the pixels with `y = 1` and one for those with `y = 0`.
+#
+# Differentiating the ratio is exercise `dice_backward` of the course kit. The cell below
+# compares `DiceLoss.backward` with the formula above, written out.
 
 # %%
 size = pick(128, 64)
@@ -352,40 +440,62 @@ p_guess = np.clip(y_cells + np.random.default_rng(1).normal(0, 0.2, y_cells.shap
 dice_loss = DiceLoss()
 value = dice_loss.forward(p_guess, y_cells)
 grad = dice_loss.backward()
+intersection, union, smooth = np.sum(p_guess * y_cells), np.sum(p_guess) + np.sum(y_cells), 1.0
+by_formula = -(2 * y_cells * (union + smooth) - (2 * intersection + smooth)) / (union + smooth) ** 2
+on_y1, on_y0 = np.unique(grad[y_cells == 1]), np.unique(grad[y_cells == 0])
 print(f"Dice loss of a noisy guess: {value:.4f}")
-print(f"dL/dp where y = 1: {np.unique(grad[y_cells == 1].round(12))}   (pushes p up)")
-print(f"dL/dp where y = 0: {np.unique(grad[y_cells == 0].round(12))}   (pushes p down)")
+print(f"dL/dp where y = 1: {on_y1}   (pushes p up)")
+print(f"dL/dp where y = 0: {on_y0}   (pushes p down)")
+print(f"max |DiceLoss.backward() - the formula| = {np.abs(grad - by_formula).max():.1e}")
+assert np.allclose(grad, by_formula, rtol=1e-12, atol=0), "dL/dp as in the formula above"
+assert len(on_y1) == len(on_y0) == 1, "a binary mask: only two gradient values"
+assert on_y1[0] < 0 < on_y0[0], "negative where y = 1 (p goes up), positive where y = 0"
 
 # %% [markdown]
 # ### When to use it: class imbalance
 #
-# On membranes the "cell" class is the common one (about 78-80% of the pixels). A network
-# that paints everything "cell" is 80% right in pixel accuracy, and its Dice *on the cell
-# class* is already about 0.89. Dice punishes imbalance only when you compute it on the
-# **rare** class: the membranes, `1 - p` against `1 - y`. Compare the three scores of the
-# lazy all-cells prediction below.
+# On membranes the "cell" class is the common one (about 78-80% of the pixels on ISBI's
+# labels, the share printed above on the generated ones). Dice can be computed on either
+# class: on the cells, `p` against `y`, or on the membranes, `1 - p` against `1 - y`.
+#
+# **Predict before you run.** A lazy network paints every pixel "cell" with full
+# confidence. Which of three scores calls it bad: BCE, the Dice loss on the cells, or the
+# Dice loss on the membranes (each 0 at best; the Dice losses are at most 1)?
 
 # %%
 all_cells = np.full_like(y_cells, 1 - 1e-7)
+bce_lazy = bce.forward(all_cells, y_cells)
 on_cells = dice_loss.forward(all_cells, y_cells)
 on_membranes = dice_loss.forward(1 - all_cells, 1 - y_cells)
+cell_share = y_cells.mean()
 print("all-cells prediction (p = 1 - 1e-7 everywhere):")
-print(f"  BCE                     {bce.forward(all_cells, y_cells):.3f}")
-print(f"  Dice loss on cells      {on_cells:.3f}")
+print(f"  pixel accuracy          {cell_share:.3f}")
+print(f"  BCE                     {bce_lazy:.3f}   (= {1 - cell_share:.3f} x {-np.log(eps):.2f})")
+print(f"  Dice loss on cells      {on_cells:.3f}   (Dice score {1 - on_cells:.3f})")
 print(f"  Dice loss on membranes  {on_membranes:.3f}")
-best_constant = np.full_like(y_cells, y_cells.mean())
-print(f"best constant p = {y_cells.mean():.2f}: BCE {bce.forward(best_constant, y_cells):.3f}")
+best_constant = np.full_like(y_cells, cell_share)
+bce_constant = bce.forward(best_constant, y_cells)
+print(f"best constant p = {cell_share:.2f}: BCE {bce_constant:.3f}")
+assert on_cells < 0.15 and on_membranes > 0.99, "Dice on cells likes it, on membranes: worst"
+assert abs(bce_lazy - (1 - cell_share) * -np.log(eps)) < 1e-3, "16.1 per membrane pixel"
+assert bce_constant < bce_lazy / 3, "the best constant guess costs far less"
 
 # %% [markdown]
+# The Dice loss on the cells hardly objects: the lazy prediction is right on
+# most pixels and its Dice score on the cell class is high (printed above). The Dice loss
+# on the membranes is the worst possible, 1: Dice punishes imbalance only when you compute
+# it on the **rare** class.
+#
 # BCE is high here only because the prediction is *confident*: each membrane pixel costs
 # the full 16.1. The best constant guess costs far less, and a network finds that guess
 # within a few steps; training must then leave it (tutorial 07 shows the curves).
 #
 # So for membranes, binary cross-entropy (the seed's choice) works because the imbalance is
-# mild, 4 to 1. Reach for Dice (often as `BCE + Dice`) when the class you care about covers
-# a few percent of the image (small lesions, nuclei, thin vessels), and compute it on that
-# class. Dice's gradient is large when the overlap is small and can be noisy on a batch
-# with almost no foreground, which is why it is usually combined with cross-entropy.
+# mild, about 4 to 1 on ISBI's labels. Reach for Dice (often as `BCE + Dice`) when the
+# class you care about covers a few percent of the image (small lesions, nuclei, thin
+# vessels), and compute it on that class. Dice's gradient is large when the overlap is
+# small and can be noisy on a batch with almost no foreground, which is why it is usually
+# combined with cross-entropy.
 #
 # ## 5. Gradient checks of the three losses
 #
@@ -397,12 +507,17 @@ print(f"best constant p = {y_cells.mean():.2f}: BCE {bce.forward(best_constant, 
 rng = np.random.default_rng(0)
 p_check = rng.uniform(0.05, 0.95, (2, 5, 5, 1))
 y_check = (rng.random(p_check.shape) < 0.8).astype(np.float64)
-print(gradcheck_loss(BinaryCrossentropy(), p_check, y_check))
-print(gradcheck_loss(DiceLoss(), p_check, y_check))
 p_soft = Softmax().forward(rng.normal(0, 1, (2, 5, 5, 3)))
 y_soft = rng.integers(0, 3, (2, 5, 5))
 w_soft = rng.uniform(0.5, 10, (2, 5, 5))
-print(gradcheck_loss(CategoricalCrossentropy(), p_soft, y_soft, weight_map=w_soft))
+for exercise, loss, inputs, options in (
+    ("bce_backward", BinaryCrossentropy(), (p_check, y_check), {}),
+    ("dice_backward", DiceLoss(), (p_check, y_check), {}),
+    ("cce_backward", CategoricalCrossentropy(), (p_soft, y_soft), {"weight_map": w_soft}),
+):
+    report = gradcheck_loss(loss, *inputs, raise_exception=False, **options)
+    print(f"{exercise}:\n{report}")
+    assert report.passed, f"{exercise}: the loss's backward agrees with finite differences"
 
 # %% [markdown]
 # ## 6. No warnings at saturated inputs
@@ -438,6 +553,12 @@ for name, v in results.items():
 print("all gradients finite:", all(np.isfinite(g).all() for g in (dz_ext, d_dice, dz2)))
 print("dL/dz of sigmoid + BCE:", dz_ext.ravel())
 print("Look at: the zeros in dL/dz at the saturated logits: the clip is flat there (section 2).")
+assert all(np.isfinite(v) for v in results.values()), "finite losses at saturated inputs"
+assert all(np.isfinite(g).all() for g in (dz_ext, d_dice, dz2)), "and finite gradients"
+saturated = np.abs(extreme.ravel()) >= 17  # float32 sigmoid is within 1e-7 of 0 or 1 there
+assert np.all(dz_ext.ravel()[saturated] == 0) and np.all(dz_ext.ravel()[~saturated] != 0), (
+    "dL/dz is 0 exactly at the saturated logits"
+)
 
 # %% [markdown]
 # ## What to remember
@@ -451,5 +572,8 @@ print("Look at: the zeros in dL/dz at the saturated logits: the clip is flat the
 #   expensive pixels of the image.
 # - Dice helps with strong imbalance when computed on the rare class; on membranes (4 to 1)
 #   plain BCE does the job.
+# - Five backward passes of the course kit (`numpy-unet exercises`) live here:
+#   `sigmoid_backward`, `bce_backward`, `softmax_backward`, `cce_backward` and
+#   `dice_backward`; each agreed with finite differences above.
 #
 # Next: `07_training_on_membranes.py` trains a UNet with this loss.

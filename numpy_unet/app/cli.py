@@ -99,7 +99,35 @@ def _covering_tile(size: int, depth: int) -> int:
     return tile
 
 
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Refuse arguments that cannot make a run, before anything is loaded or written."""
+    where = "numpy-unet train"
+    positive = {"--batch-size": args.batch_size, "--epochs": args.epochs, "--size": args.size}
+    positive |= {"--filters": args.filters, "--depth": args.depth}
+    if args.steps_per_epoch is not None:
+        positive["--steps-per-epoch"] = args.steps_per_epoch
+    if args.checkpoint_every is not None:
+        positive["--checkpoint-every"] = args.checkpoint_every
+    for option, value in positive.items():
+        if value < 1:
+            raise ValueError(f"{where}: {option} must be at least 1, got {value}")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"{where}: --lr must be a positive number, got {args.lr}")
+    if not 0 < args.val_split < 1:
+        raise ValueError(f"{where}: --val-split must lie between 0 and 1, got {args.val_split}")
+    if args.data == "synthetic" and args.images < 2:
+        raise ValueError(
+            f"{where}: --images must be at least 2 (one to train on, one to validate), "
+            f"got {args.images}"
+        )
+    if args.tile is not None and args.recipe != "paper":
+        raise ValueError(f"{where}: --tile applies to --recipe paper only")
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"{where}: --dropout must lie in [0, 1), got {args.dropout}")
+
+
 def _train(args: argparse.Namespace) -> int:
+    _check_train_args(args)
     from ..data import Augmenter
     from ..metrics import evaluate
     from ..model import UNet
@@ -115,6 +143,11 @@ def _train(args: argparse.Namespace) -> int:
         )
     x, y = _load_data(args)
     n_val = max(1, int(round(len(x) * args.val_split)))
+    if len(x) - n_val < 1:
+        raise ValueError(
+            f"numpy-unet train: {len(x)} image(s) with --val-split {args.val_split} leave none "
+            "to train on; give more images or a smaller --val-split"
+        )
     x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
     if args.recipe == "paper":  # valid convs, weight maps, SGD 0.99, tiles, elastic
         tile = args.tile or _covering_tile(args.size, args.depth)
@@ -125,14 +158,15 @@ def _train(args: argparse.Namespace) -> int:
             dropout=args.dropout,
             seed=args.seed,
         )
-        options = paper_recipe(model, y_train, learning_rate=args.lr or 0.003, seed=args.seed)
+        lr = 0.003 if args.lr is None else args.lr
+        options = paper_recipe(model, y_train, learning_rate=lr, seed=args.seed)
         if not args.augment:
             options["augment"] = None
         validation = (x_val, y_val, weight_maps(y_val))  # the same weighted loss
         what = f"the paper's UNet (input tile {tile})"
     else:
         model = UNet((args.size, args.size, x.shape[-1]), **_model_options(args))
-        lr = args.lr or 1e-3
+        lr = 1e-3 if args.lr is None else args.lr
         optimizer = Adam(lr) if args.optimizer == "adam" else SGD(lr, momentum=0.99)
         model.compile(optimizer=optimizer, loss="binary_crossentropy")
         augment = Augmenter(seed=args.seed) if args.augment else None
@@ -200,6 +234,11 @@ def _predict(args: argparse.Namespace) -> int:
     from ..model import load_model
     from ..train.tiling import predict_tiled
 
+    if not (np.isfinite(args.threshold) and 0 <= args.threshold <= 1):
+        raise ValueError(
+            f"numpy-unet predict: --threshold must lie in [0, 1] (it cuts probabilities), "
+            f"got {args.threshold}"
+        )
     model = load_model(args.weights)
     paths: list[Path] = []
     for p in map(Path, args.images):

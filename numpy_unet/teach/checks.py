@@ -159,7 +159,7 @@ def _conv(lib, k: int, padding: str, hw: tuple, activation: str | None = None):
 
 for _k, _padding, _hw, _act, _label in [
     (3, "same", (5, 6), None, "conv2d 3x3 'same'"),
-    (2, "same", (4, 5), None, "conv2d 2x2 'same' (even kernel: pads 0 before, 1 after)"),
+    (2, "same", (4, 5), None, "conv2d 2x2 'same' (even kernel)"),
     (3, "valid", (6, 5), None, "conv2d 3x3 'valid'"),
     (1, "valid", (3, 3), None, "conv2d 1x1"),
     (3, "same", (4, 7), None, "conv2d 3x3 'same', odd width"),

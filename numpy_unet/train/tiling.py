@@ -155,7 +155,18 @@ def _plan(
         built = model.config["input_shape"][:2]
         tile = tuple(_default_tile(model, *args) for args in zip(hw, built, overlaps))
     tiles = pair(tile, "tile", where)
-    return [_axis(model, t, o, where) for t, o in zip(tiles, overlaps)]
+    axes = [_axis(model, t, o, where) for t, o in zip(tiles, overlaps)]  # valid tiles first
+    # the largest tile worth its memory: what the image needs, or the model was built for
+    built = model.config["input_shape"][:2]
+    needs = [_default_tile(model, n, t, o) for t, n, o in zip(tiles, hw, overlaps)]
+    limit = max(*needs, *built)
+    if max(tiles) > limit:
+        raise ValueError(
+            f"{where}: tile {max(tiles)} is larger than a {hw[0]}x{hw[1]} image needs (tiles of "
+            f"{needs[0]}x{needs[1]} cover it in one step) and than the model was built for "
+            f"({built[0]}x{built[1]}); use a tile of at most {limit}"
+        )
+    return axes
 
 
 def _windows(length: int, a: _Axis) -> list[tuple[tuple[int, int], ...]]:
