@@ -15,13 +15,22 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path
     file: the rename is atomic, and ``fsync`` makes sure the data is on disk before it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder, Ctrl-C: leave no half file
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def temporary(path: Path) -> Path:
+    """The temporary file :func:`atomic_savez` writes before renaming it to ``path``."""
+    return path.with_name(f".{path.name}.tmp")
 
 
 def fresh_dir(path: str | os.PathLike) -> Path:

@@ -31,6 +31,8 @@ class Loss:
                 f"{self.describe()}: y_pred has shape {y_pred.shape} but y_true has shape "
                 f"{y_true.shape}; they must match"
             )
+        if y_pred.size == 0:
+            raise ValueError(f"{self.describe()}: y_pred is empty (shape {y_pred.shape})")
         self._check_unit_range(
             y_pred,
             "y_pred",
@@ -73,6 +75,8 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, epsilon: float = 1e-7) -> None:
         super().__init__()
+        if not 0 < float(epsilon) < 0.5:  # 0 lets log(0) through; 0.5 or more clips everything
+            raise ValueError(f"BinaryCrossentropy: epsilon must lie in (0, 0.5), got {epsilon!r}")
         self.epsilon = float(epsilon)
 
     def forward(self, y_pred: np.ndarray, y_true: np.ndarray) -> float:
@@ -105,8 +109,8 @@ class DiceLoss(Loss):
 
     def __init__(self, smooth: float = 1.0) -> None:
         super().__init__()
-        if smooth < 0:
-            raise ValueError(f"DiceLoss: smooth must be >= 0, got {smooth!r}")
+        if not (np.isfinite(smooth) and smooth >= 0):
+            raise ValueError(f"DiceLoss: smooth must be a finite number >= 0, got {smooth!r}")
         self.smooth = float(smooth)
 
     def forward(self, y_pred: np.ndarray, y_true: np.ndarray) -> float:
@@ -144,6 +148,8 @@ class CategoricalCrossentropy(Loss):
 
     def __init__(self, epsilon: float = 1e-7) -> None:
         super().__init__()
+        if not 0 < float(epsilon) < 0.5:  # 0 lets log(0) through; 0.5 or more clips everything
+            raise ValueError(f"BinaryCrossentropy: epsilon must lie in (0, 0.5), got {epsilon!r}")
         self.epsilon = float(epsilon)
 
     def forward(

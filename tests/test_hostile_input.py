@@ -57,3 +57,124 @@ def test_a_tile_far_larger_than_the_image_needs_is_refused_before_allocating():
     with pytest.raises(ValueError, match="tile 100000 is larger than a 40x40 image needs"):
         predict_tiled(model, image, tile=100000)
     assert predict_tiled(model, image, tile=92).shape == (40, 40, 2)  # the built size is fine
+
+
+# -- the API (items 11, 16, 17, 18) -------------------------------------------------------
+def small():
+    model = UNet((16, 16, 1), filters=2, depth=2, seed=0)
+    model.compile("adam", "binary_crossentropy", metrics=[])
+    return model
+
+
+def test_predict_on_no_images_returns_no_predictions_and_checks_its_batch_size():
+    model = small()
+    x = np.zeros((0, 16, 16, 1), np.float32)
+    assert model.predict(x).shape == (0, 16, 16, 1)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.predict(np.zeros((2, 16, 16, 1), np.float32), batch_size=1.5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": -1}, "batch_size must be a positive int"),
+        ({"epochs": -1}, "epochs must be a positive int"),
+        ({"epochs": 0}, "epochs must be a positive int"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be a positive int"),
+    ],
+)
+def test_fit_refuses_arguments_that_cannot_make_a_run(options, message):
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match=message):
+        small().fit(x, x, verbose=0, **options)
+
+
+def test_fit_refuses_no_images_and_empty_validation_data():
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match="fit: no images"):
+        small().fit(x[:0], x[:0], verbose=0)
+    with pytest.raises(ValueError, match=r"fit \(validation_data\): no images"):
+        small().fit(x, x, validation_data=(x[:0], x[:0]), verbose=0)
+
+
+def test_set_weights_refuses_values_the_dtype_cannot_hold_and_non_floats():
+    model = small()
+    before = model.get_weights()
+    huge = [np.full(w.shape, 1e300) for w in before]
+    with pytest.raises(ValueError, match="too large for float32; the model is unchanged"):
+        model.set_weights(huge)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    conv = model.layers[0]
+    kernel, bias = conv.get_weights()
+    with pytest.raises(ValueError, match="holds NaN"):
+        conv.set_weights([np.full_like(kernel, np.nan), bias])
+    with pytest.raises(ValueError, match="must hold floats"):
+        conv.set_weights([kernel.astype(bool), bias])
+
+
+def test_load_weights_of_another_padding_is_refused(tmp_path):
+    valid = UNet((48, 48, 1), filters=2, depth=2, padding="valid", seed=0)
+    path = valid.save_weights(tmp_path / "valid.npz")
+    same = UNet((16, 16, 1), filters=2, depth=2, seed=1)
+    with pytest.raises(ValueError, match="padding: file 'valid', model 'same'"):
+        same.load_weights(path)
+
+
+def test_backward_refuses_a_non_finite_upstream_gradient():
+    model = small()
+    y = model.forward(np.zeros((1, 16, 16, 1), np.float32))
+    dy = np.ones_like(y)
+    dy[0, 3, 4, 0] = np.nan
+    with pytest.raises(ValueError, match="dy with NaN or infinite values"):
+        model.backward(dy)
+
+
+@pytest.mark.parametrize("epsilon", [0, -1, 0.6])
+def test_bce_refuses_an_epsilon_outside_0_half(epsilon):
+    from numpy_unet.losses import BinaryCrossentropy
+
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        BinaryCrossentropy(epsilon=epsilon)
+
+
+def test_dice_refuses_nan_smoothing_and_losses_refuse_an_empty_batch():
+    from numpy_unet.losses import BinaryCrossentropy, DiceLoss
+
+    with pytest.raises(ValueError, match="smooth must be a finite number"):
+        DiceLoss(smooth=float("nan"))
+    empty = np.zeros((0, 4, 4, 1))
+    with pytest.raises(ValueError, match="y_pred is empty"):
+        BinaryCrossentropy().forward(empty, empty)
+
+
+# -- files (items 8 and 21) ---------------------------------------------------------------
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from numpy_unet import files
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        files.atomic_savez(tmp_path / "checkpoint.npz", {"a": np.zeros(3)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_starts_again_removes_stale_temporary_files(tmp_path):
+    model = small()
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    model.fit(x, x, checkpoint_dir=tmp_path, verbose=0)
+    for name in (".checkpoint.npz.tmp", ".best_weights.npz.tmp"):
+        (tmp_path / name).write_bytes(b"half a file from a SIGKILL")
+    with pytest.raises(ValueError, match="other data or settings"):  # stops before any save
+        model.fit(x, x, batch_size=1, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_weights.npz", "checkpoint.npz"]
+
+
+def test_out_naming_a_file_is_one_line(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    assert main([*TRAIN, "--epochs", "1", "--steps-per-epoch", "1", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+    assert target.read_text() == "not a folder"

@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # the command is the whole process: let glibc reuse freed memory
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: files, folders, full disks
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -141,7 +141,16 @@ class Layer:
                     f"{self.describe()}: '{key}' must have shape {self.params[key].shape}, "
                     f"got {w.shape}"
                 )
-            new.append(w.astype(self.params[key].dtype, copy=True))
+            if not np.issubdtype(w.dtype, np.floating):
+                raise ValueError(f"{self.describe()}: '{key}' must hold floats, got {w.dtype}")
+            with np.errstate(over="ignore"):
+                w = w.astype(self.params[key].dtype, copy=True)
+            if count_nonfinite(w):
+                raise ValueError(
+                    f"{self.describe()}: '{key}' holds NaN, inf or values too large for "
+                    f"{w.dtype}; the layer is unchanged"
+                )
+            new.append(w)
         for key, w in zip(names, new):
             self.params[key] = w
 

@@ -267,6 +267,11 @@ class UNet:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """The same path in reverse; returns dL/dx and leaves every layer's ``grads`` set."""
+        if count_nonfinite(np.asarray(dy)):
+            raise ValueError(
+                f"UNet '{self.name}': backward() got a dy with NaN or infinite values: the "
+                "loss or its gradient has overflowed (check the loss's inputs)"
+            )
         # >>> exercise unet_backward: `numpy-unet exercises` cuts out this block
         d = dy
         for layer in reversed(self.head):
@@ -524,8 +529,10 @@ class UNet:
     def predict(self, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """Forward in inference mode (no dropout), ``batch_size`` images at a time."""
         x = self._check_input(x)
-        if int(batch_size) < 1:
-            raise ValueError(f"UNet.predict: batch_size must be positive, got {batch_size}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"UNet.predict: batch_size must be a positive int, got {batch_size!r}")
+        if len(x) == 0:  # no images: no predictions, of the right shape
+            return np.zeros(self.compute_output_shape(x.shape), self.dtype)
         outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         for layer in self.layers:  # inference keeps nothing for a backward pass
             layer.clear_cache()

@@ -16,7 +16,7 @@ import numpy as np
 from ..files import atomic_savez
 
 # configuration entries that change the number or the shapes of the weights
-_ARCHITECTURE = ("filters", "depth", "upsampling", "num_classes", "head_conv")
+_ARCHITECTURE = ("filters", "depth", "padding", "upsampling", "num_classes", "head_conv")
 
 
 def set_weights(model: object, weights: list[np.ndarray]) -> None:
@@ -36,10 +36,17 @@ def set_weights(model: object, weights: list[np.ndarray]) -> None:
                 f"UNet.set_weights: array {k} ({name}) must have shape {target.shape}, "
                 f"got {w.shape}; the model is unchanged"
             )
-        if not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
+        if not np.issubdtype(w.dtype, np.floating):
             raise ValueError(
-                f"UNet.set_weights: array {k} ({name}) must be finite floats, got dtype "
-                f"{w.dtype}; the model is unchanged"
+                f"UNet.set_weights: array {k} ({name}) must hold floats, got dtype {w.dtype}; "
+                "the model is unchanged"
+            )
+        with np.errstate(over="ignore"):  # a value beyond the model's dtype becomes inf here
+            w = w.astype(target.dtype)
+        if not np.isfinite(w).all():
+            raise ValueError(
+                f"UNet.set_weights: array {k} ({name}) holds NaN, inf or values too large "
+                f"for {target.dtype}; the model is unchanged"
             )
         checked.append(w)
     for target, w in zip(targets, checked):

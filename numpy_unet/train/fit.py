@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as _metrics
+from ..files import temporary
 from ..layers import Dropout
 from ..losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss, Loss
 from ..optimizers import Optimizer, get_optimizer
@@ -171,6 +172,13 @@ def fit(
     """Train a compiled model; see :meth:`numpy_unet.UNet.fit` for the arguments."""
     if getattr(model, "optimizer", None) is None:
         raise RuntimeError("fit: call model.compile(optimizer, loss, metrics) first")
+    for option, value in (("batch_size", batch_size), ("epochs", epochs)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"fit: {option} must be a positive int, got {value!r}")
+    if steps_per_epoch is not None and (
+        not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1
+    ):
+        raise ValueError(f"fit: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
     x, y, weights, validation = prepare_data(
         model, x, y, model.loss, validation_data, validation_split, sample_weight, tile
     )
@@ -182,7 +190,7 @@ def fit(
         validation=validation,
         batch_size=batch_size,
         epochs=epochs,
-        steps=int(steps_per_epoch) if steps_per_epoch else -(-len(x) // batch_size),
+        steps=int(steps_per_epoch) if steps_per_epoch is not None else -(-len(x) // batch_size),
         augment=augment,
         tile=tile,
         shuffle=shuffle,
@@ -255,6 +263,8 @@ class Run:
                 "nothing was written. Start a new run without resume, in a new folder"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
+        for name in (CHECKPOINT, BEST):  # a run killed while saving left its temporary file
+            temporary(self.folder / name).unlink(missing_ok=True)
         if resume:
             self.state = load_checkpoint(
                 self.folder, self.model, self.model.optimizer, self.generators

@@ -61,6 +61,8 @@ def _check_data(
             f"{where}: x and y must be (N, H, W, C) arrays with the same N, got "
             f"x {x.shape} and y {y.shape}"
         )
+    if len(x) == 0:
+        raise ValueError(f"{where}: no images (x has shape {x.shape})")
     if tile is not None:  # whole images and masks; the network sees tiles of them
         if y.shape[:3] != x.shape[:3]:
             raise ValueError(
