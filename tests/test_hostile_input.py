@@ -178,3 +178,64 @@ def test_out_naming_a_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1
     assert target.read_text() == "not a folder"
+
+
+# -- weights files (items 4 and 6) ----------------------------------------------------------
+def weights_file(tmp_path, config_change=None, arrays=None, name="w.npz"):
+    """A weights file as save_weights writes it, with its config or arrays altered."""
+    import json
+
+    model = UNet((16, 16, 1), filters=2, depth=2, seed=0)
+    config = model.get_config() | (config_change or {})
+    for key in [k for k, v in (config_change or {}).items() if v is None]:
+        del config[key]
+    weights = model.get_weights() if arrays is None else arrays
+    named = {f"{k:03d}_w": w for k, w in enumerate(weights)}
+    np.savez(tmp_path / name, config=np.array(json.dumps(config)), **named)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda t: weights_file(t, {"filters": 600}), "does not match its own configuration"),
+        (lambda t: weights_file(t, {"filters": 100000}), "does not match its own configuration"),
+        (lambda t: weights_file(t, {"input_shape": None}), "missing keys ['input_shape']"),
+        (lambda t: weights_file(t, {"colour": "red"}), "unknown keys ['colour']"),
+        (lambda t: weights_file(t, {"input_shape": [16, 16]}), "input_shape must be (H, W, C)"),
+        (lambda t: weights_file(t, arrays=[np.zeros(3)]), "1 arrays where it needs 28"),
+    ],
+)
+def test_a_weights_file_that_contradicts_its_config_is_refused_before_building(
+    tmp_path, make, message
+):
+    from numpy_unet import load_model
+
+    with pytest.raises(ValueError) as err:
+        load_model(make(tmp_path))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_damaged_or_foreign_weights_files_are_one_line_and_the_model_unchanged(tmp_path):
+    good = weights_file(tmp_path)
+    data = good.read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    for k in range(len(data) // 2, len(data) // 2 + 8):  # inside an array's bytes
+        flipped[k] ^= 0xFF
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "text.npz").write_text("these are not weights")
+    weights_file(tmp_path, {"input_shape": [16, 16]}, name="two_long.npz")
+    weights_file(tmp_path, {"input_shape": None}, name="no_shape.npz")
+    model = UNet((16, 16, 1), filters=2, depth=2, seed=5)
+    before = model.get_weights()
+    names = ["truncated.npz", "flipped.npz", "empty.npz", "array.npy", "text.npz"]
+    for name in [*names, "two_long.npz", "no_shape.npz"]:
+        with pytest.raises(ValueError) as err:
+            model.load_weights(tmp_path / name)
+        message = str(err.value)
+        assert name in message and "\n" not in message, message
+        assert "pickled" not in message
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))

@@ -8,11 +8,9 @@ gradient coming up from the pooling below it. There is no graph engine in betwee
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -576,17 +574,40 @@ def center_crop(skip_shape: tuple, up_shape: tuple) -> tuple[tuple[int, int], tu
 
 
 def load_model(path: str | os.PathLike) -> UNet:
-    """Build the UNet described by a ``save_weights`` file and load its weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_model: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "config" not in data:
-            raise ValueError(
-                f"load_model: {path} holds weights but no configuration (a Keras export?); "
-                "build the UNet yourself and call model.load_weights(path)"
-            )
-        config = json.loads(str(data["config"]))
+    """Build the UNet described by a ``save_weights`` file and load its weights.
+
+    The file's arrays are checked against its configuration (how many, which shapes) before
+    the model is built, so a small file claiming a huge network is refused at once.
+    """
+    config, arrays = _weights.read_weights(path, "load_model")
+    if config is None:
+        raise ValueError(
+            f"load_model: {path} holds weights but no configuration (a Keras export?); "
+            "build the UNet yourself and call model.load_weights(path)"
+        )
+    expected = expected_shapes(config, path)
+    found = [a.shape for a in arrays]
+    if found != expected:
+        where = next((k for k, (a, b) in enumerate(zip(found, expected)) if a != b), None)
+        detail = (
+            f"{len(found)} arrays where it needs {len(expected)}"
+            if len(found) != len(expected)
+            else f"array {where} has shape {found[where]}, its configuration needs "
+            f"{expected[where]}"
+        )
+        raise ValueError(f"load_model: {path} does not match its own configuration: {detail}")
     model = UNet(**config)
-    model.load_weights(path)
+    model.set_weights(arrays)
     return model
+
+
+def expected_shapes(config: dict, path: object = "") -> list[tuple]:
+    """The weight shapes of the UNet ``config`` describes, without building it: every
+    dimension grows linearly with ``filters``, so two tiny twins (1 and 2 filters) give them."""
+    try:
+        small = [UNet(**(config | {"filters": f, "name": "twin"})) for f in (1, 2)]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"load_model: {path}: its configuration does not build: {err}") from None
+    f = config["filters"]
+    one, two = ([w.shape for w in m.get_weights()] for m in small)
+    return [tuple(a + (b - a) * (f - 1) for a, b in zip(s1, s2)) for s1, s2 in zip(one, two)]

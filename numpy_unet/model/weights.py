@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -87,28 +88,70 @@ def _weight_keys(keys: list[str]) -> list[str]:
     return sorted(k for k in keys if k != "config")
 
 
-def load_weights(model: object, path: str | os.PathLike) -> None:
-    """Load weights saved by ``save_weights`` (or a Keras export); all or nothing."""
+CONFIG_KEYS = {
+    "input_shape", "filters", "depth", "dropout", "padding", "upsampling", "num_classes",
+    "head_conv", "dtype", "seed", "name",
+}  # fmt: skip
+
+
+def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list[np.ndarray]]:
+    """(config or None, the weight arrays in order) of a weights file, or one-line errors.
+
+    Reads everything before anything is built: a damaged, truncated or foreign file, or a
+    configuration that is not a UNet's, is a ValueError naming the file and what is wrong.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"UNet.load_weights: no such file: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        keys = list(data.keys())
-        if "config" in keys:
-            saved = json.loads(str(data["config"]))
-            mine = model.get_config()
-            saved["input_channels"] = saved["input_shape"][2]
-            mine["input_channels"] = mine["input_shape"][2]
-            diff = [
-                f"{k}: file {saved.get(k)!r}, model {mine[k]!r}"
-                for k in (*_ARCHITECTURE, "input_channels")
-                if saved.get(k) != mine[k]
-            ]
-            if diff:
-                raise ValueError(
-                    f"UNet.load_weights: {path} holds a differently configured UNet ("
-                    + "; ".join(diff)
-                    + "); the model is unchanged"
-                )
-        weights = [data[k] for k in _weight_keys(keys)]
+        raise FileNotFoundError(f"{where}: no such file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not a set of named weights")
+        with data:
+            keys = list(data.keys())
+            config = json.loads(str(data["config"])) if "config" in keys else None
+            arrays = [data[k] for k in _weight_keys(keys)]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "pickled" in reason:  # what np.load says of any file that is not .npy or .npz
+            reason = "it is neither an .npz archive nor an .npy array"
+        raise ValueError(f"{where}: {path} is not a readable weights file: {reason}") from None
+    if config is not None:
+        check_config(config, path, where)
+    return config, arrays
+
+
+def check_config(config: object, path: Path, where: str) -> None:
+    """A saved configuration must be a UNet's: the known keys, a 3-long input_shape."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: {path}: its configuration is not a dict")
+    unknown, missing = sorted(set(config) - CONFIG_KEYS), sorted(CONFIG_KEYS - set(config))
+    if unknown or missing:
+        raise ValueError(
+            f"{where}: {path}: its configuration is not a UNet's (unknown keys {unknown}, "
+            f"missing keys {missing})"
+        )
+    shape = config["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)):
+        raise ValueError(f"{where}: {path}: input_shape must be (H, W, C), got {shape!r}")
+
+
+def load_weights(model: object, path: str | os.PathLike) -> None:
+    """Load weights saved by ``save_weights`` (or a Keras export); all or nothing."""
+    saved, weights = read_weights(path, "UNet.load_weights")
+    if saved is not None:
+        mine = model.get_config()
+        saved["input_channels"] = saved["input_shape"][2]
+        mine["input_channels"] = mine["input_shape"][2]
+        diff = [
+            f"{k}: file {saved.get(k)!r}, model {mine[k]!r}"
+            for k in (*_ARCHITECTURE, "input_channels")
+            if saved.get(k) != mine[k]
+        ]
+        if diff:
+            raise ValueError(
+                f"UNet.load_weights: {path} holds a differently configured UNet ("
+                + "; ".join(diff)
+                + "); the model is unchanged"
+            )
     set_weights(model, weights)
