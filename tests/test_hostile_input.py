@@ -239,3 +239,48 @@ def test_damaged_or_foreign_weights_files_are_one_line_and_the_model_unchanged(t
         assert name in message and "\n" not in message, message
         assert "pickled" not in message
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+
+
+# -- noise and file picking (items 13, 19, 20) ------------------------------------------------
+def test_predict_picks_files_by_the_rule_load_folder_uses(tmp_path, capsys):
+    from PIL import Image
+
+    weights = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w.npz")
+    images = tmp_path / "images"
+    images.mkdir()
+    imsave(images / "0.png", np.zeros((16, 16)), cmap="gray")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(images / "1.bmp")
+    (images / "._0.png").write_bytes(b"macOS AppleDouble metadata, not an image")
+    out = tmp_path / "pred"
+    assert main(["predict", "--weights", weights, str(images), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "0_mask.png",
+        "0_prob.png",
+        "1_mask.png",
+        "1_prob.png",
+    ]
+
+
+def test_the_constant_prediction_warning_is_said_once(tmp_path, capsys):
+    model = small()
+    model.head[-1].params["bias"][:] = 30.0  # the sigmoid says "cell" everywhere
+    model.head[-1].params["kernel"][:] = 0.0
+    x = np.random.default_rng(0).random((4, 16, 16, 1), dtype=np.float32)
+    y = (x > 0.5).astype(np.float32)
+    model.compile("sgd", "binary_crossentropy", metrics=[], learning_rate=1e-9)
+    model.fit(x, y, epochs=3, validation_data=(x, y), verbose=2)
+    assert capsys.readouterr().err.count("predictions are nearly constant") == 1
+
+
+def test_a_diverging_run_says_so_in_one_sentence_without_numpy_warnings():
+    import warnings
+
+    from numpy_unet.optimizers import Adam
+
+    model = small()
+    x = np.random.default_rng(0).random((4, 16, 16, 1), dtype=np.float32)
+    model.compile(Adam(1e10), "binary_crossentropy", metrics=[])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        with pytest.raises(ValueError, match="diverged"):
+            model.fit(x, (x > 0.5).astype(np.float32), epochs=5, verbose=0)

@@ -230,7 +230,7 @@ def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from matplotlib.image import imsave
 
-    from ..data import read_image
+    from ..data import image_files, read_image
     from ..model import load_model
     from ..train.tiling import predict_tiled
 
@@ -243,11 +243,7 @@ def _predict(args: argparse.Namespace) -> int:
     paths: list[Path] = []
     for p in map(Path, args.images):
         if p.is_dir():
-            paths += sorted(
-                q
-                for q in p.iterdir()
-                if q.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-            )
+            paths += image_files(p)  # the rule load_folder uses: no hidden files
         elif p.is_file():
             paths.append(p)
         else:

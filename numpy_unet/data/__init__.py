@@ -2,7 +2,7 @@
 
 from .augment import Augmenter, augment_batch
 from .elastic import Compose, ElasticDeformation, elastic_deform
-from .loading import load_folder, read_image
+from .loading import image_files, load_folder, read_image
 from .resize import resize
 from .synthetic import synthetic_membranes
 from .tiff import read_tiff_stack, write_tiff_stack
@@ -14,6 +14,7 @@ __all__ = [
     "ElasticDeformation",
     "augment_batch",
     "elastic_deform",
+    "image_files",
     "load_folder",
     "read_image",
     "read_tiff_stack",

@@ -308,16 +308,24 @@ def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
     return levels / scale
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The images of ``folder`` in natural order (2 before 10): the one rule that
+    ``load_folder`` and ``numpy-unet predict`` use. Files ending in one of
+    ``IMAGE_SUFFIXES`` count; hidden files (``.DS_Store``, macOS's ``._0.png``) do not."""
+    found = [
+        file
+        for file in Path(folder).iterdir()
+        if not file.name.startswith(".")
+        and file.suffix.lower() in IMAGE_SUFFIXES
+        and file.is_file()
+    ]
+    return sorted(found, key=lambda f: _natural_key(f.name))
+
+
 def _image_files(folder: Path) -> dict[str, Path]:
     """The image files of ``folder``, keyed by file name without suffix."""
     files: dict[str, Path] = {}
-    for file in folder.iterdir():
-        if (
-            file.name.startswith(".")
-            or file.suffix.lower() not in IMAGE_SUFFIXES
-            or not file.is_file()
-        ):
-            continue  # hidden files (.DS_Store, ._0.png) and anything not an image
+    for file in image_files(folder):
         if file.stem in files:
             raise ValueError(
                 f"load_folder: {files[file.stem]} and {file} have the same name; expected one "

@@ -86,10 +86,18 @@ def train_step(
     w: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """One step of gradient descent on one batch; returns the loss and the predictions."""
-    y_pred = model.forward(x, training=True)
-    value = loss_value(loss, y_pred, y, w)
-    model.backward(loss.backward())
-    optimizer.step(model)
+    # overflow inside is not warned about: a diverged run reaches the output, where the
+    # model's own check (or the one below) names it in one sentence
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y_pred = model.forward(x, training=True)
+        value = loss_value(loss, y_pred, y, w)
+        model.backward(loss.backward())
+        optimizer.step(model)
+    if not np.isfinite(value):
+        raise ValueError(
+            f"fit: the loss is {value}: the weights have diverged (for instance a learning "
+            "rate too high for this model)"
+        )
     return value, y_pred
 
 
@@ -107,10 +115,11 @@ def evaluate(
 
     With ``tile``, the images are predicted whole, tile by tile (``predict_tiled``).
     """
-    if tile is None:
-        y_pred = model.predict(x, batch_size=batch_size)
-    else:
-        y_pred = predict_tiled(model, x, tile=tile, batch_size=batch_size)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see train_step
+        if tile is None:
+            y_pred = model.predict(x, batch_size=batch_size)
+        else:
+            y_pred = predict_tiled(model, x, tile=tile, batch_size=batch_size)
     logs = {"loss": loss_value(loss, y_pred, y, w)}
     for name in metrics:
         logs[name] = METRICS[name](foreground(y_pred), y)
@@ -234,6 +243,7 @@ class Run:
     state: dict = field(default_factory=dict)
     interrupt: DeferredInterrupt = field(default_factory=DeferredInterrupt)
     t0: float = 0.0  # perf_counter() when the current epoch began (less its saved seconds)
+    warned: str | None = None  # the kind of the last constant-prediction warning printed
 
     def __post_init__(self) -> None:
         model = self.model
@@ -345,10 +355,12 @@ class Run:
         if self.verbose:
             end = "\r" if self.verbose == 1 and sys.stdout.isatty() else ""
             print(end + _line(epoch + 1, self.epochs, self.steps, logs["time"], logs), flush=True)
-        if self.validation is not None:
+        if self.validation is not None:  # said once, and again only when it changes
             warning = diagnose_predictions(foreground(val_pred), self.validation[1], model)
-            if warning and self.verbose:
+            kind = warning.split("(", 1)[1].split(":", 1)[0] if warning else None
+            if warning and self.verbose and kind != self.warned:
                 print(warning, file=sys.stderr)
+            self.warned = kind
 
 
 def compile_model(
