@@ -284,3 +284,21 @@ def test_a_diverging_run_says_so_in_one_sentence_without_numpy_warnings():
         warnings.simplefilter("error")  # any RuntimeWarning fails the test
         with pytest.raises(ValueError, match="diverged"):
             model.fit(x, (x > 0.5).astype(np.float32), epochs=5, verbose=0)
+
+
+def test_a_0_128_mask_loads_as_the_same_0_255_mask_does(tmp_path):
+    from numpy_unet.data import load_folder, synthetic_membranes
+
+    _, y = synthetic_membranes(1, size=64, seed=0)
+    image = np.random.default_rng(0).random((64, 64))
+    loaded = []
+    for cell in (128, 255):
+        folder = tmp_path / f"cells-{cell}"
+        (folder / "image").mkdir(parents=True)
+        (folder / "label").mkdir()
+        imsave(folder / "image" / "0.png", image, cmap="gray")
+        from PIL import Image
+
+        Image.fromarray((y[0, :, :, 0] * cell).astype(np.uint8)).save(folder / "label" / "0.png")
+        loaded.append(load_folder(folder, size=27)[1])  # a size no whole factor reaches
+    np.testing.assert_array_equal(loaded[0], loaded[1])

@@ -14,9 +14,10 @@ How a mask's stored values become 0 and 1. A mask holds 0 for membrane and a "ce
 that depends on how it was saved: 1 (a "0/1" mask), 255 (8-bit) or 65535 (16-bit). The values
 stored in the file are divided by the smallest of 1, 255 and 65535 that is at least their
 maximum (PNG values, which matplotlib returns divided by 255 or 65535, are first turned back
-into the stored integers, so that a 0/1 PNG is recognised). The mask is then resized and
-thresholded at 0.5 as the seed does: gray levels in between (from resizing, or JPEG
-compression) go to the nearer label. A mask whose maximum is not above half of that scale, such
+into the stored integers, so that a 0/1 PNG is recognised). Each pixel is then a cell where
+that value is at least 0.5 (half of 255 for an 8-bit mask: gray levels from JPEG compression
+go to the nearer label, and a 0/128 mask reads as 0/255 does), and membrane below. Only then
+is the 0/1 mask resized, and thresholded at 0.5 again as the seed does. A mask whose maximum is not above half of that scale, such
 as 0, 1, 2, 3 numbering several classes, is refused: every pixel would become membrane.
 """
 
@@ -132,6 +133,7 @@ def load_folder(
                 )
         size = images[0].shape
     images = np.stack([resize(image, size) for image in images])
+    masks = [(mask >= 0.5).astype(np.float32) for mask in masks]  # 0 and 1 before resizing
     masks = np.stack([resize(mask, size) > 0.5 for mask in masks])
     return images[..., None], masks[..., None].astype(np.float32)
 
