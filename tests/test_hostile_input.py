@@ -302,3 +302,45 @@ def test_a_0_128_mask_loads_as_the_same_0_255_mask_does(tmp_path):
         Image.fromarray((y[0, :, :, 0] * cell).astype(np.uint8)).save(folder / "label" / "0.png")
         loaded.append(load_folder(folder, size=27)[1])  # a size no whole factor reaches
     np.testing.assert_array_equal(loaded[0], loaded[1])
+
+
+# -- small files that claim huge images (item 3) ----------------------------------------------
+def bomb(path, width, height):
+    """A few bytes of header that claim a width x height image."""
+    import struct
+    import zlib
+
+    if path.suffix == ".png":
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        chunk = b"IHDR" + ihdr
+        data = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + data + b"\x00" * 40)
+    else:  # .bmp
+        header = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
+        info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 0, 0, 0, 0, 0, 0)
+        path.write_bytes(header + info)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp"])
+def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(tmp_path, suffix):
+    from numpy_unet.data import load_folder, read_image
+
+    path = tmp_path / f"bomb{suffix}"
+    bomb(path, 20000, 20000)
+    with pytest.raises(ValueError, match=r"declares 20000x20000 pixels, more than the limit"):
+        read_image(path)
+    (tmp_path / "set" / "image").mkdir(parents=True)
+    (tmp_path / "set" / "label").mkdir()
+    bomb(tmp_path / "set" / "image" / f"0{suffix}", 20000, 20000)
+    bomb(tmp_path / "set" / "label" / f"0{suffix}", 20000, 20000)
+    with pytest.raises(ValueError, match="max_pixels"):
+        load_folder(tmp_path / "set")
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path):
+    from numpy_unet.data import read_image
+
+    imsave(tmp_path / "a.png", np.zeros((40, 50)), cmap="gray")
+    with pytest.raises(ValueError, match="declares 40x50 pixels"):
+        read_image(tmp_path / "a.png", max_pixels=1000)
+    assert read_image(tmp_path / "a.png", max_pixels=2000).shape == (40, 50)

@@ -85,7 +85,7 @@ def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
     if args.data == "synthetic":
         return synthetic_membranes(args.images, size=args.size, seed=args.seed)
-    return load_folder(args.data, size=args.size)
+    return load_folder(args.data, size=args.size, max_pixels=args.max_pixels)
 
 
 def _covering_tile(size: int, depth: int) -> int:
@@ -271,10 +271,10 @@ def _predict(args: argparse.Namespace) -> int:
         )
     if args.tile is None:  # check every size before writing anything
         for p in paths:
-            _check_whole_image(model, (*read_image(p).shape, 1), p)
+            _check_whole_image(model, (*read_image(p, args.max_pixels).shape, 1), p)
     out.mkdir(parents=True, exist_ok=True)  # every check passed: now write
     for p, (prob_path, mask_path) in targets.items():
-        image = read_image(p)[:, :, None].astype(model.dtype)  # (H, W, 1)
+        image = read_image(p, args.max_pixels)[:, :, None].astype(model.dtype)  # (H, W, 1)
         if args.tile is not None:  # overlap-tile: any image size, output the image's size
             probs = predict_tiled(model, image, tile=args.tile)
         else:
@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between saves")
     p.add_argument("--out", default="numpy-unet-run", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--max-pixels", type=int, default=2**26, help="refuse larger images (8192 x 8192)"
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="probability and mask PNGs for images")
@@ -402,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--max-pixels", type=int, default=2**26, help="refuse larger images (8192 x 8192)"
+    )
     p.add_argument(
         "--tile",
         type=int,

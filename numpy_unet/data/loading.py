@@ -17,14 +17,16 @@ maximum (PNG values, which matplotlib returns divided by 255 or 65535, are first
 into the stored integers, so that a 0/1 PNG is recognised). Each pixel is then a cell where
 that value is at least 0.5 (half of 255 for an 8-bit mask: gray levels from JPEG compression
 go to the nearer label, and a 0/128 mask reads as 0/255 does), and membrane below. Only then
-is the 0/1 mask resized, and thresholded at 0.5 again as the seed does. A mask whose maximum is not above half of that scale, such
-as 0, 1, 2, 3 numbering several classes, is refused: every pixel would become membrane.
+is the 0/1 mask resized, and thresholded at 0.5 again as the seed does. A mask whose maximum
+is not above half of that scale, such as 0, 1, 2, 3 numbering several classes, is refused:
+every pixel would become membrane.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +35,13 @@ from .resize import _is_positive_int, _parse_size, resize
 from .tiff import read_tiff_stack
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+# the largest image read, in pixels (8192 x 8192): a few bytes of header can claim billions,
+# and decoding them would take minutes and gigabytes; pass max_pixels to read larger ones
+MAX_PIXELS = 2**26
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of red, green and blue
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a grayscale image file as floats in [0, 1].
 
     Parameters
@@ -44,6 +49,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path : str or os.PathLike
         A PNG, JPEG or BMP file (read with ``matplotlib.image.imread``), or a single-page TIFF
         file (read with :func:`read_tiff_stack`).
+    max_pixels : int
+        Refuse, before decoding, a PNG, JPEG or BMP whose header declares more pixels
+        (``MAX_PIXELS``, 8192 x 8192, by default).
 
     Returns
     -------
@@ -53,7 +61,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         them; any other colour image is converted to gray with the luminance weights
         (0.299, 0.587, 0.114). An alpha channel is dropped.
     """
-    pixels = _read_pixels(Path(path), "read_image")
+    pixels = _read_pixels(Path(path), "read_image", max_pixels)
     if pixels.dtype.kind == "u":  # 8- or 16-bit integers; PNGs already come as floats
         pixels = pixels / np.iinfo(pixels.dtype).max
     if pixels.ndim == 3:
@@ -67,6 +75,7 @@ def load_folder(
     path: str | os.PathLike,
     size: int | tuple[int, int] | None = 256,
     max_images: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load the images and masks of a folder, resized to one size.
 
@@ -83,6 +92,8 @@ def load_folder(
         :func:`resize`); None keeps the files' size, which must then be the same for all.
     max_images : int, optional
         Load only the first ``max_images`` pairs (in natural order: 2 before 10).
+    max_pixels : int
+        Refuse larger images before decoding them (see :func:`read_image`).
 
     Returns
     -------
@@ -118,7 +129,7 @@ def load_folder(
         raise FileNotFoundError(f"load_folder: {folder} {what}")
 
     if (folder / "image").is_dir() and (folder / "label").is_dir():
-        names, images, masks = _load_pairs(folder, max_images)
+        names, images, masks = _load_pairs(folder, max_images, max_pixels)
     else:
         volume, labels = _find_stacks(folder)
         names, images, masks = _load_stacks(volume, labels, max_images)
@@ -140,7 +151,7 @@ def load_folder(
 
 # -- the two layouts ------------------------------------------------------------------------
 def _load_pairs(
-    folder: Path, max_images: int | None
+    folder: Path, max_images: int | None, max_pixels: int = MAX_PIXELS
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """The seed's layout: ``image/N.png`` with ``label/N.png``, matched by file name stem."""
     image_files = _image_files(folder / "image")
@@ -164,7 +175,8 @@ def _load_pairs(
     names, images, masks = [], [], []
     for stem in sorted(image_files, key=_natural_key)[:max_images]:
         image_file, label_file = image_files[stem], label_files[stem]
-        image, mask = read_image(image_file), _read_mask(label_file)
+        image = read_image(image_file, max_pixels)
+        mask = _read_mask(label_file, max_pixels)
         if image.shape != mask.shape:
             raise ValueError(
                 f"load_folder: the image {image_file} has shape {image.shape} but its label "
@@ -231,7 +243,7 @@ def _load_stacks(
 
 
 # -- reading files ----------------------------------------------------------------------------
-def _read_pixels(path: Path, where: str) -> np.ndarray:
+def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The pixels as stored: uint8/uint16 (TIFF, JPEG, BMP) or float32 in [0, 1] (PNG).
 
     Shape ``(H, W)`` for gray, ``(H, W, 3)`` or ``(H, W, 4)`` for colour (with alpha).
@@ -252,6 +264,13 @@ def _read_pixels(path: Path, where: str) -> np.ndarray:
                 "read stacks with read_tiff_stack"
             )
         return pages[0]
+    declared = declared_size(path)
+    if declared is not None and declared[0] * declared[1] > max_pixels:
+        raise ValueError(
+            f"{where}: {path} declares {declared[0]}x{declared[1]} pixels, more than the limit "
+            f"of {max_pixels:,} (max_pixels, or --max-pixels on the command line); nothing was "
+            "decoded"
+        )
     import matplotlib.image  # here, not at the top: only reading PNG/JPEG/BMP needs it
 
     try:
@@ -270,9 +289,9 @@ def _drop_alpha(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def _read_mask(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A mask file as floats in [0, 1] (see the module docstring), shape ``(H, W)``."""
-    pixels = _read_pixels(path, "load_folder")
+    pixels = _read_pixels(path, "load_folder", max_pixels)
     if pixels.ndim == 3:
         channels = _drop_alpha(pixels)
         if not (channels == channels[..., :1]).all():
@@ -340,3 +359,25 @@ def _image_files(folder: Path) -> dict[str, Path]:
 def _natural_key(name: str) -> list:
     """Sort key that orders the numbers inside names by value: 2 before 10."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def declared_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) that a PNG, BMP or JPEG file's header declares, read without decoding
+    the file; None when the header says nothing readable (the decoder will complain)."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return height, width
+        if head[:2] == b"BM" and len(head) >= 26:
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(height), abs(width)  # a negative height: rows stored top-down
+        if head[:2] == b"\xff\xd8":  # JPEG: walk the segments to a start-of-frame marker
+            f.seek(2)
+            while (marker := f.read(2)) and len(marker) == 2 and marker[0] == 0xFF:
+                length = struct.unpack(">H", f.read(2) or b"\0\0")[0]
+                if 0xC0 <= marker[1] <= 0xCF and marker[1] not in (0xC4, 0xC8, 0xCC):
+                    height, width = struct.unpack(">HH", f.read(5)[1:5])
+                    return height, width
+                f.seek(length - 2, 1)
+    return None
