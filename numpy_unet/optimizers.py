@@ -52,6 +52,13 @@ class Optimizer:
         raise NotImplementedError
 
     # -- saving and restoring (checkpoints) ------------------------------------------------
+    def get_config(self) -> dict:
+        """The optimizer's kind and settings, e.g. ``{"name": "Adam", "learning_rate": ...}``:
+        a checkpoint keeps them, so that a resumed run continues with the same ones."""
+        settings = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, bool))}
+        settings.pop("iterations", None)
+        return {"name": type(self).__name__} | settings
+
     def get_state(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (for ``np.savez``): iterations, then every slot."""
         state = {"iterations": np.array(self.iterations)}

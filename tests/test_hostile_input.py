@@ -344,3 +344,32 @@ def test_the_pixel_limit_can_be_raised(tmp_path):
     with pytest.raises(ValueError, match="declares 40x50 pixels"):
         read_image(tmp_path / "a.png", max_pixels=1000)
     assert read_image(tmp_path / "a.png", max_pixels=2000).shape == (40, 50)
+
+
+# -- resuming another run (item 15) ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        (lambda: __import__("numpy_unet.optimizers").optimizers.SGD(1e-3), "'name': 'SGD'"),
+        (lambda: __import__("numpy_unet.optimizers").optimizers.Adam(0.5), "'learning_rate': 0.5"),
+    ],
+)
+def test_resume_refuses_another_optimizer_or_learning_rate(tmp_path, optimizer, message):
+    from numpy_unet.optimizers import Adam
+
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    model = small()
+    model.compile(Adam(1e-3), "binary_crossentropy", metrics=[])
+    model.fit(x, x, checkpoint_dir=tmp_path, verbose=0)
+    model.compile(optimizer(), "binary_crossentropy", metrics=[])
+    with pytest.raises(ValueError, match="optimizer: ") as err:
+        model.fit(x, x, epochs=2, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    assert message in str(err.value)
+
+
+def test_resume_of_a_finished_run_asks_for_more_epochs(tmp_path):
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    model = small()
+    model.fit(x, x, epochs=2, checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="has done 2 epoch"):
+        model.fit(x, x, epochs=1, checkpoint_dir=tmp_path, resume=True, verbose=0)

@@ -257,6 +257,7 @@ class Run:
             "shuffle": self.shuffle,
             "tile": self.tile,
             "data": fingerprint(self.x, self.y, *([] if self.weights is None else [self.weights])),
+            "optimizer": self.model.optimizer.get_config(),
         }
         self.monitor = "val_loss" if self.validation is not None else "loss"
 
@@ -279,10 +280,22 @@ class Run:
             self.state = load_checkpoint(
                 self.folder, self.model, self.model.optimizer, self.generators
             )
-            if self.state["settings"] != self.settings:
+            saved = self.state["settings"]
+            if saved != self.settings:
+                changed = [
+                    f"{k}: {saved.get(k)!r} then, {v!r} now"
+                    for k, v in self.settings.items()
+                    if saved.get(k) != v
+                ]
                 raise ValueError(
                     f"resume: {path} was saved with other data or settings "
-                    f"({self.state['settings']}), not {self.settings}"
+                    f"({'; '.join(changed)}); a resumed run must continue the same run"
+                )
+            if self.state["epoch"] >= self.epochs:
+                raise ValueError(
+                    f"resume: the run in {self.folder} has done {self.state['epoch']} "
+                    f"epoch(s), and epochs={self.epochs} asks for no more; pass a larger "
+                    "epochs to train on"
                 )
             if self.verbose:
                 where = f"epoch {self.state['epoch'] + 1}, step {self.state['step']}"
