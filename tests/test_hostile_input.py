@@ -373,3 +373,46 @@ def test_resume_of_a_finished_run_asks_for_more_epochs(tmp_path):
     model.fit(x, x, epochs=2, checkpoint_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match="has done 2 epoch"):
         model.fit(x, x, epochs=1, checkpoint_dir=tmp_path, resume=True, verbose=0)
+
+
+# -- Ctrl-C (item 9) ----------------------------------------------------------------------------
+def test_ctrl_c_during_validation_stops_after_that_epoch(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from numpy_unet.train import fit as fit_module
+
+    real = fit_module.evaluate
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while validating
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "evaluate", interrupted)
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    with pytest.raises(KeyboardInterrupt, match="stopped after epoch 1, its validation done"):
+        small().fit(x, x, epochs=3, validation_data=(x, x), checkpoint_dir=tmp_path, verbose=0)
+    with np.load(tmp_path / "checkpoint.npz") as data:
+        import json
+
+        meta = json.loads(str(data["meta"]))
+    assert (meta["epoch"], meta["step"]) == (1, 0)
+
+
+def test_ctrl_c_outside_training_and_a_second_ctrl_c_are_one_sentence(
+    tmp_path, monkeypatch, capsys
+):
+    from numpy_unet.app import cli
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load_data", ctrl_c)
+    assert main([*TRAIN, "--out", str(tmp_path / "a")]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted (Ctrl-C)"
+    monkeypatch.undo()
+    monkeypatch.setattr(UNet, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main([*TRAIN, "--out", str(tmp_path / "b")]) == 130
+    assert "stopped at once by a second Ctrl-C; the last checkpoint is kept." in (
+        capsys.readouterr().out
+    )

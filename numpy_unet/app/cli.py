@@ -193,7 +193,8 @@ def _train(args: argparse.Namespace) -> int:
             **options,
         )
     except KeyboardInterrupt as stop:
-        print(f"\n{stop}. Continue with the same command plus --resume --out {out}")
+        why = str(stop) or "stopped at once by a second Ctrl-C; the last checkpoint is kept"
+        print(f"\n{why}. Continue with the same command plus --resume --out {out}")
         return 130
     model.load_weights(out / "best_weights.npz")
     if args.recipe == "paper":  # whole images, tile by tile; P(cell) is softmax class 1
@@ -472,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as err:  # OSError: files, folders, full disks
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and says so itself)
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

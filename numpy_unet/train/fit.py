@@ -213,6 +213,11 @@ def fit(
         for epoch in range(run.state["epoch"], epochs):
             run.train_epoch(epoch)
             run.end_epoch(epoch)
+            if run.interrupt.requested:  # Ctrl-C during the validation: saved just above
+                raise KeyboardInterrupt(
+                    f"stopped after epoch {epoch + 1}, its validation done and saved; "
+                    f"resume from {run.folder / CHECKPOINT}"
+                )
     return History(run.state["history"])
 
 
