@@ -37,11 +37,15 @@ from numpy_unet.data.elastic import apply_elastic, displacement_field, elastic_d
 from numpy_unet.layers import Conv2DTranspose, Cropping2D
 from numpy_unet.metrics import connected_components, evaluate
 from numpy_unet.model.unet import center_crop
-from numpy_unet.teach.tutorial import figures_dir, membranes, pick, quick, save
+from numpy_unet.teach.tutorial import figures_dir, membranes, pick, quick, save, show
 from numpy_unet.train.paper import paper_recipe
 from numpy_unet.train.tiling import mirror_indices, predict_tiled, tile_input, tile_layout
 
 print("quick mode" if quick() else "full mode")
+if quick():
+    print("Quick mode: section 5's network trains for 3 steps only. It is barely trained, so")
+    print("its scores and predictions are not the ones the lesson describes; the lines that")
+    print("need a trained network say so. Sections 1-4 are exact and hold in both modes.")
 
 # %% [markdown]
 # ## 1. Valid convolutions, cropped skips, transposed convolutions
@@ -59,7 +63,10 @@ paper.summary(print_fn=lines.append)
 keep = ("Layer", "input ", "conv1_", "pool1 ", "conv5_2", "up6 ", "crop6", "merge6", "conv6_1")
 print("\n".join(line for line in lines if line.startswith(keep) or "---" in line[:3]))
 print("...\n" + "\n".join(lines[-6:]))
-assert paper.count_params() == 31_030_658
+assert paper.count_params() == 31_030_658, "the paper's network has 31,030,658 parameters"
+assert paper.compute_output_shape((None, 572, 572, 1)) == (None, 388, 388, 2), (
+    "a 572x572 tile should give a 388x388 output with 2 classes"
+)
 
 # %% [markdown]
 # `model.output_size(n)` gives the output length for an input length `n`
@@ -69,34 +76,72 @@ assert paper.count_params() == 31_030_658
 # one pixel on each side, 2 in all, at its own resolution. At level `k` of the U (k = 0 at
 # the top) one pixel stands for `2**k` input pixels, so its two convs cost `2 * 2 * 2**k`
 # input pixels. The contracting path pays for levels 0 to 3, the bottom for level 4, the
-# expanding path for 3 to 0 again:
+# expanding path for 3 to 0 again.
+#
+# **Predict before you run.** The seed's UNet takes any size divisible by 16, such as 512
+# or 256. Does the paper's network take a 512x512 or a 256x256 tile?
 
 # %%
 for n in (572, 570, 512, 256):
     print(f"input {n}: output {paper.output_size(n)}, nearest valid {paper.nearest_valid_sizes(n)}")
 lost = sum(4 * 2**k for k in range(4)) + 4 * 2**4 + sum(4 * 2**k for k in range(4))
 print(f"60 + 64 + 60 = {lost} = 572 - 388; each output pixel has {lost // 2} px of context")
+assert lost == 572 - paper.output_size(572) == 184, "the convs should cost 184 pixels in all"
+for n in (570, 512, 256):
+    below, above = paper.nearest_valid_sizes(n)
+    assert paper.output_size(n) is None, f"{n} should not be a valid tile for the paper's U"
+    assert above - below == 16 and paper.output_size(below) == below - 184, (
+        "valid tiles should be 16 apart, each giving an output 184 pixels smaller"
+    )
+
+# %% [markdown]
+# The answer: neither. A valid tile is not a multiple of 16 but 16 times something plus
+# the pixels the convs eat: the input must shrink by 4 and then halve cleanly at each of
+# the four levels. 572 works, and so do 508 and 252 (the valid sizes just below 512 and
+# 256, printed above).
 
 # %% [markdown]
 # A skip is saved on the way down. By the time the path comes back up to its level, the
 # convs below have eaten into the map, so the skip is larger than the up-sampled map that
 # meets it. `numpy_unet.model.unet.center_crop` computes how much to cut from each side and
-# `layers.Cropping2D` cuts it (its backward puts zeros where the cut pixels were).
+# `layers.Cropping2D` cuts it. Its backward puts zeros where the cut pixels were: they did
+# not reach the output. Writing it is exercise `cropping_backward` of the course kit
+# (`numpy-unet exercises`).
 #
 # The paper's "up-convolution" is a 2x2 transposed conv with stride 2 and no activation:
 # every input pixel paints its own 2x2 patch, `value * kernel` summed over input channels.
 # Below, a 4x4 map is cropped to 2x2, and a 2x2 map is up-convolved with one channel and the
-# kernel `[[1, 2], [3, 4]]`:
+# kernel `[[1, 2], [3, 4]]`. The backward of the up-convolution runs the other way: each
+# input pixel's gradient gathers its own 2x2 patch of the output gradient, weighted by the
+# kernel, `dx = sum(dy_patch * kernel)`. That is exercise `conv2d_transpose_backward`.
 
 # %%
 crop = Cropping2D(center_crop((1, 4, 4, 1), (1, 2, 2, 1)))  # ((1, 1), (1, 1))
 print("cropping", crop.cropping)
-print(crop.forward(np.arange(16.0).reshape(1, 4, 4, 1))[0, ..., 0])
+cropped = crop.forward(np.arange(16.0).reshape(1, 4, 4, 1))[0, ..., 0]  # (2, 2)
+print(cropped)
+assert np.array_equal(cropped, [[5, 6], [9, 10]]), "the centre 2x2 of the 4x4 map"
+d_map = crop.backward(np.ones((1, 2, 2, 1)))[0, ..., 0]  # (4, 4): the gradient of the map
+print("backward of ones:\n", d_map)
+assert d_map.sum() == 4 and np.array_equal(d_map[1:3, 1:3], np.ones((2, 2))), (
+    "cropping's backward: the gradient where the pixels were kept, zeros where they were cut"
+)
+
 up = Conv2DTranspose(1, 2, strides=2, name="toy_up")  # kernel (kh, kw, filters, Cin)
 up.build((1, 2, 2, 1))
-up.params["kernel"][...] = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(2, 2, 1, 1)
+kernel = np.array([[1.0, 2.0], [3.0, 4.0]])
+up.params["kernel"][...] = kernel.reshape(2, 2, 1, 1)
 x = np.array([[1, 10], [100, 1000]], np.float32).reshape(1, 2, 2, 1)  # (N, H, W, Cin)
-print(up.forward(x)[0, ..., 0].astype(int))  # (1, 4, 4, 1): each pixel's 2x2 patch
+painted = up.forward(x)[0, ..., 0]  # (4, 4): each pixel's 2x2 patch
+print(painted.astype(int))
+assert np.array_equal(painted, np.kron(x[0, ..., 0], kernel)), (
+    "every input pixel should paint value * kernel on its own 2x2 patch"
+)
+dy = np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1)  # an upstream gradient
+dx = up.backward(dy)[0, ..., 0]  # (2, 2)
+by_hand = (dy[0, ..., 0].reshape(2, 2, 2, 2) * kernel[None, :, None, :]).sum(axis=(1, 3))
+print("backward: dx =", dx.tolist(), "= sum over each 2x2 patch of dy * kernel")
+assert np.array_equal(dx, by_hand), "the up-conv's backward gathers each patch times the kernel"
 up6 = paper.up[0].upconv
 print(f"{up6.name}: kernel {up6.params['kernel'].shape} = (2, 2, filters out, channels in)")
 
@@ -143,6 +188,9 @@ slim = UNet.paper(filters=pick(8, 2), seed=0)
 x572 = np.random.default_rng(0).random((1, 572, 572, 1), dtype=np.float32)
 y388 = walk(slim, x572)
 print(f"the same as slim.forward(x572): {np.array_equal(y388, slim.forward(x572))}")
+assert np.array_equal(y388, slim.forward(x572)), "the loop should be UNet.forward, bit for bit"
+assert y388.shape == (1, 388, 388, 2), "572 in, 388 out, whatever the number of filters"
+assert np.allclose(y388.sum(axis=-1), 1, atol=1e-5), "the softmax's two classes sum to 1"
 
 # %% [markdown]
 # ## 2. The weight map
@@ -158,6 +206,9 @@ print(f"the same as slim.forward(x572): {np.array_equal(y388, slim.forward(x572)
 # mask with 1 = cell; cells are the connected components of the 1-pixels, and the second
 # term is added on membrane pixels only. Passing `w0=0` leaves only `w_c`, which by default
 # gives each class half of the total weight.
+#
+# **Predict before you run.** About a fifth of the pixels are membrane. What share of the
+# total weight will the membranes carry under the full `w`: a fifth, half, or more?
 
 # %%
 SIZE = pick(256, 128)
@@ -173,13 +224,22 @@ on_membranes, in_cells = w[membrane].mean(), w[~membrane].mean()
 print(f"w: max {w.max():.2f}, mean {on_membranes:.2f} on membranes, {in_cells:.2f} in cells")
 share = w[membrane].sum() / w.sum()
 print(f"membranes: {membrane.mean():.1%} of the pixels, {share:.1%} of the total weight")
+half = w_c[membrane].sum() / w_c.sum()
+print(f"with w_c alone: {half:.1%} of the weight on the membranes")
+assert abs(half - 0.5) < 1e-3, "w_c alone should give each class half of the total weight"
+assert np.array_equal(w[~membrane], w_c[~membrane]), "inside cells, w should be w_c alone"
+assert w.max() <= w_c.max() + 10 + 1e-4, "the separation term adds at most w0 = 10"
+assert abs(share - 0.8) < 0.05, "the membranes should carry about four fifths of the weight"
 
 # %% [markdown]
-# The membranes get four fifths of the weight, because in these images almost every
-# membrane pixel lies between two touching cells. The figure redraws the paper's Fig. 3:
-# (a) the image, (b) its cells in random colours, (c) `w_c`, (d) `w`, and (e) a zoom on
-# `w`. The membranes are the red ridges, highest where they are thinnest (`d1 + d2` is
-# smallest there) and lower (yellow) where they widen.
+# The answer: about four fifths (printed above). `w_c` alone already gives them half, and
+# the separation term adds up to `w0 = 10` more on almost every membrane pixel, because in
+# these images almost every membrane pixel lies between two touching cells. The figure
+# redraws the paper's Fig. 3: (a) the image, (b) its cells in random colours, (c) `w_c`,
+# (d) `w`, and (e) a zoom on `w`. The membranes are the bright (yellow) ridges, highest
+# where they are thinnest (`d1 + d2` is smallest there) and lower (green) where they widen.
+# (The paper drew its Fig. 3 with a rainbow colour map; we use viridis, whose brightness
+# grows with the value and which colour-blind readers see the same way.)
 
 # %%
 Z = SIZE // 4  # the zoomed window
@@ -192,12 +252,14 @@ axes[0].imshow(img, cmap="gray")
 axes[1].imshow(colours[labels])
 for ax, data in ((axes[2], w_c), (axes[3], w), (axes[4], w[r0 : r0 + Z, c0 : c0 + Z])):
     extent = (c0, c0 + Z, r0 + Z, r0) if ax is axes[4] else None  # the zoom: image pixels
-    fig.colorbar(ax.imshow(data, cmap="jet", extent=extent), ax=ax, fraction=0.046)
+    image = ax.imshow(data, cmap="viridis", extent=extent)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="weight")
 axes[3].add_patch(Rectangle((c0 - 0.5, r0 - 0.5), Z, Z, fill=False, ec="w", lw=1.5))
 titles = [f"(a) image ({source})", f"(b) {count} cells (connected components)", "(c) w_c only"]
 titles += ["(d) w = w_c + separation", f"(e) w, zoom on the white box ({Z}x{Z})"]
 for ax, title in zip(axes, titles):
     ax.set_title(title)
+    ax.set(xlabel="column (px)", ylabel="row (px)")
 save(fig, "09_weight_map.png")
 
 # %% [markdown]
@@ -223,6 +285,9 @@ print("displacements d_row, d_col on the 3x3 grid:\n", d.round(1).transpose(2, 0
 odd = displacement_field((SIZE + 1, SIZE + 1), d)  # odd size: the middle point is a pixel
 print(f"field at the grid points == d: {np.allclose(odd[:: SIZE // 2, :: SIZE // 2], d)}")
 print(f"source = p - u(p): {np.allclose(rows, np.arange(SIZE)[:, None] - field[..., 0])}")
+assert np.allclose(odd[:: SIZE // 2, :: SIZE // 2], d), "the field should pass through d"
+assert np.allclose(rows, np.arange(SIZE)[:, None] - field[..., 0]), "pixel p reads p - u(p)"
+assert np.allclose(cols, np.arange(SIZE)[None, :] - field[..., 1]), "pixel p reads p - u(p)"
 grid_img = np.zeros((SIZE, SIZE, 1), np.float32)  # white lines every 16 px
 grid_img[(np.arange(SIZE) % 16) < 2] = grid_img[:, (np.arange(SIZE) % 16) < 2] = 1
 bent_grid, _ = apply_elastic(grid_img, masks[0], d)
@@ -230,22 +295,25 @@ bent_grid2, _ = apply_elastic(grid_img, masks[0], 2 * d)  # twice the displaceme
 bent_img, bent_mask = apply_elastic(images[0], masks[0], d)  # (H, W, 1) each
 print(f"mask values after the warp: {np.unique(bent_mask)}")
 print(f"share of cell pixels: {masks[0].mean():.3f} before, {bent_mask.mean():.3f} after")
+assert set(np.unique(bent_mask)) <= {0.0, 1.0}, "the warped mask should stay 0/1"
+assert abs(bent_mask.mean() - masks[0].mean()) < 0.02, "a warp moves cells, it does not grow them"
 same, _ = apply_elastic(images[0], masks[0], np.zeros((3, 3, 2)))
 print(f"zero displacements give the input back bit for bit: {np.array_equal(same, images[0])}")
+assert np.array_equal(same, images[0]), "zero displacements should change nothing"
 
 # The figure: (a) a grid of lines; (b) the grid warped, with the nine vectors drawn to scale
-# at their grid points; (c) the smooth field at every 16th pixel; (d) the vectors doubled
+# at their grid points; (c) the smooth field, sampled on a coarse grid; (d) the vectors doubled
 # (sigma 20), only to make the bending easier to see; (e-h) an image and its mask, warped.
 fig = Figure(figsize=(20, 10), layout="constrained")
 axes = fig.subplots(2, 4)
 gc, gr = np.meshgrid(nodes, nodes)
 step = SIZE // 16
-sub = np.s_[step // 2 :: step, step // 2 :: step]  # every 16th pixel
+sub = np.s_[step // 2 :: step, step // 2 :: step]  # every step-th pixel: 16 x 16 arrows
 pr, pc = np.indices((SIZE, SIZE))[(slice(None), *sub)]
 panels = [
     (grid_img, "(a) a grid of lines"),
-    (bent_grid, f"(b) warped, sigma {SIGMA} px; red: the 3x3 vectors"),
-    (None, "(c) the smooth field u, every 16th pixel"),
+    (bent_grid, f"(b) warped, sigma {SIGMA} px; red arrows: the 3x3 vectors"),
+    (None, f"(c) the smooth field u, every {step}th pixel"),
     (bent_grid2, f"(d) the same vectors x2 (sigma {2 * SIGMA} px), for clarity"),
     (images[0], "(e) image"),
     (bent_img, "(f) image warped by the field of (b)"),
@@ -280,6 +348,10 @@ save(fig, "09_elastic_deformation.png")
 # runs in a moment and the comparisons are exact to rounding. The tiled prediction should
 # equal the network applied once to the whole image mirrored by `context` on every side
 # (when that padded size is one the network accepts; 160x140 is), whatever the tile size.
+#
+# **Predict before you run.** With 48-pixel tiles the image is cut into 195 tiles, with
+# 124-pixel tiles into 4. Which tiled prediction will differ more from the one-piece
+# prediction, and by about how much: 1e-2, 1e-6, or 1e-15?
 
 # %%
 net = UNet.paper(input_shape=(84, 84, 1), filters=4, depth=2, dtype="float64", seed=0)
@@ -289,9 +361,11 @@ TILE = 84
 context = (TILE - net.output_size(TILE)) // 2
 tiles = tile_layout(net, image.shape, tile=TILE)
 print(f"tile {TILE} -> output {net.output_size(TILE)}, context {context} px; {len(tiles)} tiles")
+assert context == 20 and len(tiles) == 9, "tile 84: 20 px of context, a 3 x 3 grid of tiles"
 for t in tiles[:3]:
     print(f"  input {t.input_rows} x {t.input_cols} -> output {t.output_rows} x {t.output_cols}")
 print(f"mirror_indices(-3, 3, {H}) = {mirror_indices(-3, 3, H)}: the border is not repeated")
+assert mirror_indices(-3, 3, H).tolist() == [3, 2, 1, 0, 1, 2], "mirror without repeating row 0"
 print(f"tile_input(image, tiles[0]).shape = {tile_input(image, tiles[0]).shape}")
 rows, cols = mirror_indices(-context, H + context, H), mirror_indices(-context, W + context, W)
 padded = image[rows[:, None], cols[None, :]]  # (H + 40, W + 40, 1)
@@ -301,19 +375,25 @@ for tile in (48, 64, 84, 124, None):
     tiled = predict_tiled(net, image, tile=tile)  # (H, W, 2)
     n_tiles = len(tile_layout(net, image.shape, tile=tile))
     print(f"tile {tile}: {n_tiles:3d} tiles, max |tiled - whole| {np.abs(tiled - whole).max():.1e}")
+    assert np.abs(tiled - whole).max() < 1e-12, f"tile {tile}: tiles should join without a seam"
 tiled = predict_tiled(net, image, tile=TILE)
 
 # %% [markdown]
-# Differences of 1e-16 are float64 rounding: the tiles join without a seam. (`tile=None`
+# The answer: neither differs more. Every tile size gives differences of 1e-15 at most,
+# which is float64 rounding: the tiles join without a seam. (`tile=None`
 # takes the smallest tile that covers the image at once, capped at the model's
 # `input_shape`, 84 here.) Tiles step by their output size rounded down to a multiple of
 # `2**depth` (44, already a multiple of 4), because pooling makes the network
 # shift-equivariant only by such multiples. The figure redraws the paper's Fig. 2: the image
-# (white box) inside its mirrored border (shaded), the input window of the first tile (blue)
-# and its output window (yellow), every output tile (dashed), and the tiled prediction
+# (white box) inside its mirrored border (faded), the input window of the first tile (blue)
+# and its output window (orange), every output tile (dashed), and the tiled prediction
 # beside its difference from the one-piece prediction.
 
 # %%
+steps = sorted({t.output_cols[0] for t in tiles})  # where the tiles' outputs start
+print(f"output windows start at columns {steps}: a step of {steps[1] - steps[0]}")
+assert steps[1] - steps[0] == 44, "the tiles should step by 44, a multiple of 2**depth = 4"
+
 lo = min(min(t.input_rows[0], t.input_cols[0]) for t in tiles)
 hi_r, hi_c = max(t.input_rows[1] for t in tiles), max(t.input_cols[1] for t in tiles)
 canvas = image[mirror_indices(lo, hi_r, H)[:, None], mirror_indices(lo, hi_c, W)][..., 0]
@@ -321,8 +401,8 @@ ext = (lo - 0.5, hi_c - 0.5, hi_r - 0.5, lo - 0.5)
 fig = Figure(figsize=(17, 5.6), layout="constrained")
 ax_a, ax_b, ax_c = fig.subplots(1, 3)
 ax_a.imshow(canvas, cmap="gray", extent=ext)
-shade = np.ones(canvas.shape + (4,)) * [0.3, 0.3, 1.0, 0.35]
-shade[-lo : -lo + H, -lo : -lo + W, 3] = 0
+shade = np.ones(canvas.shape + (4,)) * [1.0, 1.0, 1.0, 0.55]  # white, half transparent
+shade[-lo : -lo + H, -lo : -lo + W, 3] = 0  # the image itself is not faded
 ax_a.imshow(shade, extent=ext)
 
 
@@ -333,18 +413,21 @@ def box(ax: object, rows: tuple, cols: tuple, colour: str, **kw: object) -> None
 
 
 box(ax_a, (0, H), (0, W), "white", lw=2)
-for ax in (ax_a, ax_b):
+for ax, colour in ((ax_a, "black"), (ax_b, "white")):
     for t in tiles:
-        box(ax, t.output_rows, t.output_cols, "orange", ls="--", lw=1)
-box(ax_a, tiles[0].input_rows, tiles[0].input_cols, "blue", lw=2.5)
-box(ax_a, tiles[0].output_rows, tiles[0].output_cols, "yellow", lw=2.5)
+        box(ax, t.output_rows, t.output_cols, colour, ls="--", lw=1)
+box(ax_a, tiles[0].input_rows, tiles[0].input_cols, "#0072b2", lw=3)
+box(ax_a, tiles[0].output_rows, tiles[0].output_cols, "#e69f00", lw=3)
 ax_a.set(xlim=(lo - 3, hi_c + 2), ylim=(hi_r + 2, lo - 3))
-ax_a.set_title(f"(a) mirrored border (shaded), tile {TILE}: input (blue), output (yellow)")
-fig.colorbar(ax_b.imshow(tiled[..., 1], cmap="magma", vmin=0, vmax=1), ax=ax_b, fraction=0.046)
-ax_b.set_title(f"(b) P(cell) of the untrained net, {len(tiles)} tiles")
+ax_a.set_title(f"(a) mirrored border (faded), tile {TILE}:\ninput (blue), output (orange)")
+image_b = ax_b.imshow(tiled[..., 1], cmap="magma", vmin=0, vmax=1)
+fig.colorbar(image_b, ax=ax_b, fraction=0.046, label="P(cell)")
+ax_b.set_title(f"(b) P(cell) of the untrained net,\n{len(tiles)} tiles (dashed)")
 diff = np.abs(tiled - whole)[..., 1]
-fig.colorbar(ax_c.imshow(diff, cmap="viridis"), ax=ax_c, fraction=0.046)
-ax_c.set_title(f"(c) |tiled - one piece|: max {diff.max():.1e}")
+fig.colorbar(ax_c.imshow(diff, cmap="viridis"), ax=ax_c, fraction=0.046, label="|difference|")
+ax_c.set_title(f"(c) |tiled - one piece|:\nmax {diff.max():.1e}")
+for ax in (ax_a, ax_b, ax_c):
+    ax.set(xlabel="column (px)", ylabel="row (px)")
 save(fig, "09_overlap_tile.png")
 
 # %% [markdown]
@@ -352,8 +435,21 @@ save(fig, "09_overlap_tile.png")
 # transposed convs: an output pixel in an even row is painted by kernel row 0, one in an odd
 # row by kernel row 1, and with random weights the two differ. Training makes them agree
 # where the image asks for it. The stripes run across tile borders without a break, as
-# they should: (c) shows the tiles join exactly.
-#
+# they should: (c) shows the tiles join exactly. The numbers: the mean P(cell) of the even
+# rows differs from that of the odd rows, and a row differs from the next row more than a
+# column from the next column.
+
+# %%
+p_cell = tiled[..., 1]  # (H, W)
+even, odd = p_cell[0::2].mean(), p_cell[1::2].mean()
+down = np.abs(p_cell[1:] - p_cell[:-1]).mean()  # row r vs row r + 1
+across = np.abs(p_cell[:, 1:] - p_cell[:, :-1]).mean()  # column c vs column c + 1
+print(f"mean P(cell): even rows {even:.3f}, odd rows {odd:.3f}")
+print(f"mean |difference| to the next row {down:.3f}, to the next column {across:.3f}")
+assert abs(even - odd) > 0.05, "the two kernel rows should paint even and odd rows differently"
+assert down > 1.3 * across, "stripes along the rows: neighbouring rows should differ the most"
+
+# %% [markdown]
 # ## 5. The paper's recipe
 #
 # `paper.paper_recipe(model, masks)` compiles the model as the paper trained it (SGD with
@@ -363,7 +459,11 @@ save(fig, "09_overlap_tile.png")
 # `augment` (flips, quarter turns, elastic deformation) and `seed`. Images and masks go to
 # `fit` WHOLE, (N, H, W, 1) each: `fit` cuts one random tile per step, mirrored at the
 # borders, and predicts the validation images tile by tile. We train a depth-3 network
-# with 16 filters whose 124x124 input tile gives a 36x36 output.
+# with 16 filters (4 in quick mode) whose 124x124 input tile gives a 36x36 output.
+#
+# The loss's backward pass, the cross-entropy weighted by the weight map, is exercise
+# `cce_backward` of the course kit, and the softmax's backward is exercise
+# `softmax_backward`.
 
 # %%
 N_IMG, STEPS, EPOCHS = pick(28, 6), pick(25, 3), pick(10, 1)
@@ -380,6 +480,7 @@ def train(filters: int) -> tuple[UNet, np.ndarray, dict, dict]:
     options = paper_recipe(model, y_train, seed=0)  # compiles: SGD(0.003, momentum=0.99)
     below = model.nearest_valid_sizes(128)[0]  # 128 is not a valid tile; T is the one below it
     print(f"tile {below} -> output {model.output_size(below)}, {model.count_params():,} params")
+    assert below == T and model.output_size(T) == 36, "a 124x124 tile should give a 36x36 output"
     t0 = time.perf_counter()  # then fit on whole images, one random tile per step
     run = dict(epochs=EPOCHS, steps_per_epoch=STEPS, validation_data=(x_val, y_val), verbose=2)
     history = model.fit(x_train, y_train, **run, **options).history
@@ -391,14 +492,15 @@ def train(filters: int) -> tuple[UNet, np.ndarray, dict, dict]:
     return model, probs, scores, options
 
 
-def alive(model: UNet, images: np.ndarray) -> str:
+def alive(model: UNet, images: np.ndarray) -> int:
     """How many channels of the last 3x3 conv are ever > 0 on ``images`` (after its ReLU)."""
     last, outs = model.up[-1].conv2, []
     last.forward = lambda a, training=False, f=last.forward: outs.append(f(a, training)) or outs[-1]
     predict_tiled(model, images, tile=T)
     del last.forward  # back to the class's method
     on = np.any([(o > 0).any(axis=(0, 1, 2)) for o in outs], axis=0)  # (channels,)
-    return f"{last.name}: {on.sum()} of {on.size} channels ever positive"
+    print(f"{last.name}: {on.sum()} of {on.size} channels ever positive")
+    return int(on.sum())
 
 
 model, probs, scores, options = train(filters=pick(16, 4))
@@ -406,7 +508,13 @@ print({k: getattr(v, "shape", v) for k, v in options.items()})
 ws = options["sample_weight"]  # (N, H, W)
 share = ws[y_train[..., 0] == 1].sum() / ws.sum()
 print(f"cells: {y_train.mean():.1%} of the pixels, {share:.1%} of the weight")
-print(f"{(probs[..., 1] >= 0.5).mean():.1%} called cell (truth {y_val.mean():.1%})")
+assert share < 0.5 < y_train.mean(), "cells: most of the pixels, but less than half the weight"
+called = probs[..., 1] >= 0.5  # (N, H, W): predicted cell
+true_membrane = y_val[..., 0] == 0
+missed = (called & true_membrane).mean()  # membrane called cell: can merge two cells
+false_membrane = (~called & ~true_membrane).mean()  # cell called membrane: splits nothing
+print(f"{called.mean():.1%} called cell (truth {y_val.mean():.1%})")
+print(f"errors: {missed:.1%} of the pixels are missed membrane, {false_membrane:.1%} false")
 title = (
     f"paper's recipe, {EPOCHS * STEPS} steps: "
     f"Dice {scores['dice']:.3f}, Rand error {scores['rand_error']:.3f}"
@@ -414,27 +522,44 @@ title = (
 path = figures_dir() / "09_paper_predictions.png"
 plot_predictions(x_val, y_val, probs[..., 1:2], path, n=min(3, n_val), title=title)
 print(f"saved figure {path}")
+show(path)
+if quick():
+    print("(quick mode: 3 steps of training; what follows describes a full run's figure)")
+else:
+    assert called.mean() < y_val.mean(), "the weighted loss should call more membrane than truth"
+    assert false_membrane > 2 * missed, "its errors should lean towards false membrane, not missed"
+    assert scores["rand_error"] > 0.2, "after so short a run, the Rand error should stay high"
 
 # %% [markdown]
-# The figure shows the weight map at work: the membranes come out thick and almost none is
-# missed, while some dark organelles inside cells are called membrane. That is what the
-# loss asks for: a missed membrane merges two cells, a false dot inside a cell splits
-# nothing. The pixel accuracy pays for it, and after so short a run the Rand error (which
-# counts merged and split cells) stays high.
+# In a full run, the figure shows the weight map at work: the membranes come out thick, and
+# some dark organelles inside cells are called membrane (orange in the last column). The
+# network calls more pixels membrane than the truth has, and its false membrane pixels
+# outnumber its missed ones several times over (printed above). That is what the loss asks
+# for: a missed membrane merges two cells, a false dot inside a cell splits nothing. The
+# pixel accuracy pays for it, and after so short a run the Rand error (which counts merged
+# and split cells) stays high.
 #
-# **A failure worth seeing.** The same recipe with 8 filters instead of 16 (try it:
-# `train(filters=8)`, a few seconds) ended, in every full run here, with a validation
-# Dice of 0: every pixel called membrane, at learning rates from 0.0003 to 0.01. Two things
-# push it there. The weight map gives the membranes most of the weight (the share printed
-# above), so the first gradients all say "more membrane"; and SGD with momentum 0.99 keeps
-# moving in one direction for about a hundred steps. The last conv's ReLUs are pushed below
-# zero for every input, `alive(model, x_val)` then reports 0 of 8 channels ever positive,
-# the output is the softmax of the head's bias alone, and no gradient flows back through a
-# dead ReLU: the network cannot recover. A wider network has more channels to lose, and
-# `fit` prints its "nearly constant predictions" warning when this happens.
+# **A failure worth seeing.** The same recipe with 8 filters instead of 16 (a full run
+# trains it below, in some ten seconds: `train(filters=8)`) ends with a validation Dice
+# of 0: every pixel called membrane. In our runs it did so at every learning rate from
+# 0.0003 to 0.01. Two things push it there. The weight map gives the membranes most of the
+# weight (the share printed above), so the first gradients all say "more membrane"; and SGD
+# with momentum 0.99 keeps moving in one direction for about a hundred steps. The last
+# conv's ReLUs are pushed below zero for every input, `alive(model, x_val)` then reports 0
+# of 8 channels ever positive, the output is the softmax of the head's bias alone, and no
+# gradient flows back through a dead ReLU: the network cannot recover. A wider network has
+# more channels to lose, and `fit` prints its "nearly constant predictions" warning when
+# this happens.
 
 # %%
-print(alive(model, x_val))  # the network trained above
+n_alive = alive(model, x_val)  # the network trained above
+assert n_alive > 0, "the 16-filter network should keep some of its last ReLUs alive"
+if quick():
+    print("(quick mode: the 8-filter run is left out; a full run trains it and checks it)")
+else:
+    narrow, _, narrow_scores, _ = train(filters=8)
+    assert narrow_scores["dice"] == 0, "with 8 filters, every pixel should end up 'membrane'"
+    assert alive(narrow, x_val) == 0, "with 8 filters, the last conv's ReLUs should all be dead"
 
 # %% [markdown]
 # Compared with the seed's recipe (tutorial 07: a 'same' UNet, Adam, unweighted binary

@@ -11,6 +11,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+# The overlay's colours (RGB in [0, 1]): white, orange and blue stay apart for colour-blind
+# readers too (orange and blue are the Okabe-Ito palette's safest pair).
+FOUND = (1.0, 1.0, 1.0)  # membrane predicted where the truth has membrane
+FALSE_MEMBRANE = (0.90, 0.62, 0.0)  # membrane predicted inside a cell (orange)
+MISSED_MEMBRANE = (0.20, 0.50, 1.0)  # membrane in the truth, predicted cell (blue)
 
 
 def _save(fig: Figure, path: str | Path) -> str:
@@ -29,7 +37,7 @@ def _centre(a: np.ndarray, shape: tuple) -> np.ndarray:
 
 def plot_history(history: dict[str, list[float]], path: str | Path, title: str = "") -> str:
     """Loss (left) and metrics (right) per epoch, training solid and validation dashed."""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_loss, ax_metric = fig.subplots(1, 2)
     names = [k for k in history if not k.startswith("val_") and k != "time"]
     for name in names:
@@ -49,6 +57,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_metric.set(xlabel="epoch", ylabel="score (1 is perfect)", title="metrics")
     for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
@@ -68,38 +77,40 @@ def plot_predictions(
 ) -> str:
     """One row per image: input, true mask, probability map, thresholded mask overlaid.
 
-    Shapes: (N, H, W, 1) each; the first ``n`` images are drawn. In the overlay, green is
-    predicted membrane where the truth is membrane too, red a false membrane, and blue a
-    missed one.
+    Shapes: (N, H, W, 1) each; the first ``n`` images are drawn. In the overlay, over the
+    darkened input, white is predicted membrane where the truth is membrane too, orange a
+    false membrane (predicted inside a cell), and blue a missed one (a legend says so).
     """
     n = min(n, len(images))
-    fig = Figure(figsize=(12, 3 * n))
+    fig = Figure(figsize=(12, 3 * n + 0.6), layout="constrained")
     axes = np.asarray(fig.subplots(n, 4, squeeze=False))
     for i in range(n):
         img, true, prob = images[i, ..., 0], masks[i, ..., 0] >= 0.5, probs[i, ..., 0]
         pred = prob >= threshold
         crop, true = _centre(img, prob.shape), _centre(true, prob.shape)
-        overlay = np.stack([crop] * 3, axis=-1) * 0.6
-        overlay[~pred & ~true] = [0.1, 0.8, 0.1]  # membrane found
-        overlay[~pred & true] = [0.9, 0.1, 0.1]  # membrane predicted inside a cell
-        overlay[pred & ~true] = [0.2, 0.3, 1.0]  # membrane missed
+        overlay = np.stack([crop] * 3, axis=-1) * 0.5  # the input, darkened
+        overlay[~pred & ~true] = FOUND
+        overlay[~pred & true] = FALSE_MEMBRANE
+        overlay[pred & ~true] = MISSED_MEMBRANE
         axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
         axes[i, 1].imshow(masks[i, ..., 0], cmap="gray", vmin=0, vmax=1)
         im = axes[i, 2].imshow(prob, cmap="magma", vmin=0, vmax=1)
-        fig.colorbar(im, ax=axes[i, 2], fraction=0.046, pad=0.02)
+        fig.colorbar(im, ax=axes[i, 2], fraction=0.046, pad=0.02, label="P(cell)")
         axes[i, 3].imshow(overlay)
-        for ax, name in zip(
-            axes[i],
-            [
-                "input",
-                "true mask (white = cell)",
-                "predicted P(cell)",
-                f"mask at {threshold}: green ok, red false, blue missed",
-            ],
-        ):
+        names = ["input", "true mask (white = cell)", "predicted P(cell)"]
+        names.append(f"predicted membrane (P < {threshold}) vs truth")
+        for ax, name in zip(axes[i], names):
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
+    legend = [
+        Patch(facecolor=FOUND, edgecolor="0.3", label="membrane found"),
+        Patch(facecolor=FALSE_MEMBRANE, edgecolor="0.3", label="false membrane (inside a cell)"),
+        Patch(facecolor=MISSED_MEMBRANE, edgecolor="0.3", label="membrane missed"),
+    ]
+    axes[n - 1, 3].legend(
+        handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.03), fontsize=8, ncol=1
+    )
     if title:
         fig.suptitle(title)
     return _save(fig, path)
