@@ -238,6 +238,17 @@ def _run_checks(
     raise_exception: bool,
 ) -> GradcheckReport:
     """Compare every tensor's analytic gradient with finite differences; raise on failure."""
+    checks = {"eps": (eps, eps > 0), "atol": (atol, atol >= 0), "rtol": (rtol, rtol >= 0)}
+    for option, (value, ok) in checks.items():
+        if not (np.isfinite(value) and ok):
+            sign = "> 0" if option == "eps" else ">= 0"
+            raise ValueError(
+                f"gradcheck {layer_name}: {option} must be finite and {sign}, got {value!r}"
+            )
+    if directional and not (isinstance(n_directions, (int, np.integer)) and n_directions >= 1):
+        raise ValueError(
+            f"gradcheck {layer_name}: n_directions must be at least 1, got {n_directions!r}"
+        )
     mode = f"directional ({n_directions} random directions)" if directional else "elementwise"
     report = GradcheckReport(layer_name, mode, eps, atol, rtol)
     for name, a, analytic in tensors:

@@ -416,3 +416,121 @@ def test_ctrl_c_outside_training_and_a_second_ctrl_c_are_one_sentence(
     assert "stopped at once by a second Ctrl-C; the last checkpoint is kept." in (
         capsys.readouterr().out
     )
+
+
+# -- found by trying more hostile inputs ---------------------------------------------------------
+def test_predict_refuses_outputs_that_would_overwrite_an_input(tmp_path, capsys):
+    weights = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w.npz")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    imsave(folder / "a.png", np.zeros((16, 16)), cmap="gray")
+    imsave(folder / "a_prob.png", np.ones((16, 16)), cmap="gray")
+    before = (folder / "a_prob.png").read_bytes()
+    args = ["predict", "--weights", weights, str(folder), "--out", str(folder), "--overwrite"]
+    assert main(args) == 2
+    assert "would overwrite one of the input images" in capsys.readouterr().err
+    assert (folder / "a_prob.png").read_bytes() == before
+
+
+def test_grade_json_never_replaces_a_file_and_checks_its_timeout(tmp_path, capsys):
+    from numpy_unet.teach import course
+
+    copy = course.make_exercises(tmp_path / "copy")
+    precious = tmp_path / "precious.json"
+    precious.write_text("keep")
+    assert main(["grade", str(copy), "--json", str(precious)]) == 2
+    assert precious.read_text() == "keep"
+    for bad in ("inf", "nan", "0"):
+        assert main(["grade", str(copy), "--timeout", bad]) == 2
+        assert "--timeout must be a positive number" in capsys.readouterr().err
+
+
+def test_a_copy_that_borrows_the_reference_classes_scores_zero(tmp_path):
+    from numpy_unet.teach import course, grading
+
+    copy = course.make_exercises(tmp_path / "cheat")
+    borrow = (
+        "\nimport importlib as _il\n_ref = _il.import_module('numpy_unet.layers')\n"
+        "globals().update({n: getattr(_ref, n) for n in dir(_ref) if n[:1].isupper()})\n"
+    )
+    with open(copy / "numpy_unet" / "layers" / "__init__.py", "a") as f:
+        f.write(borrow)
+    result = grading.grade(copy, exercises=["relu_backward"])["relu_backward"]
+    assert result.score == 0
+    assert "the reference package is not available while grading" in result.items[0].detail
+
+
+def test_grading_at_another_level_than_the_copys_is_refused(tmp_path):
+    from numpy_unet.teach import course, grading
+
+    copy = course.make_exercises(tmp_path / "copy")  # --level backward
+    with pytest.raises(ValueError, match="was made with --level backward"):
+        grading.grade(copy, level="forward")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"depth": 30}, "depth must be at most 12"),
+        ({"filters": 2.5}, "positive ints"),
+        ({"filters": True}, "positive ints"),
+        ({"input_shape": (32, 32, 0)}, "at least 1 channel"),
+    ],
+)
+def test_unet_refuses_impossible_options_at_once(options, message):
+    with pytest.raises(ValueError, match=message):
+        UNet(**({"input_shape": (32, 32, 1), "filters": 2, "depth": 2} | options))
+
+
+def test_fit_refuses_a_batch_larger_than_the_data_and_a_non_augmenter():
+    x = np.zeros((3, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match="batch_size 100000 is larger than the 3"):
+        small().fit(x, x, batch_size=100000, verbose=0)
+    for bad in (True, "yes"):
+        with pytest.raises(ValueError, match="augment must be an augmenter"):
+            small().fit(x, x, augment=bad, verbose=0)
+
+
+def test_cli_size_limits_and_summary_size_zero(tmp_path, capsys):
+    assert main([*TRAIN, "--size", "12000", "--out", str(tmp_path / "r")]) == 2
+    assert "more than --max-pixels" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["summary", "--size", "0", "--filters", "2", "--depth", "2"]) == 2
+    assert "input height 0" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_multi_class_model_and_a_bad_tile_before_writing(tmp_path, capsys):
+    three = UNet((16, 16, 1), filters=2, depth=2, num_classes=3, seed=0)
+    weights = three.save_weights(tmp_path / "w3.npz")
+    imsave(tmp_path / "a.png", np.zeros((16, 16)), cmap="gray")
+    args = ["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "p")]
+    assert main([*args, "--weights", weights]) == 2
+    assert "3-class model" in capsys.readouterr().err
+    one = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w1.npz")
+    assert main([*args, "--weights", one, "--tile", "30"]) == 2
+    assert "tile 30" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_gradcheck_refuses_settings_that_cannot_check():
+    from numpy_unet import gradcheck
+    from numpy_unet.layers import ReLU
+
+    x = np.linspace(-1, 1, 8).reshape(1, 2, 2, 2) + 0.01
+    for options, message in [
+        ({"eps": 0}, "eps must be finite and > 0"),
+        ({"atol": -1}, "atol must be finite and >= 0"),
+        ({"rtol": float("nan")}, "rtol must be finite"),
+        ({"directional": True, "n_directions": 0}, "n_directions must be at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            gradcheck(ReLU(), x, **options)
+
+
+def test_synthetic_membranes_refuses_nan_noise_and_a_blur_wider_than_the_image():
+    from numpy_unet.data import synthetic_membranes
+
+    with pytest.raises(ValueError, match="noise must be a finite number"):
+        synthetic_membranes(2, size=32, noise=float("nan"))
+    with pytest.raises(ValueError, match="blur must be at most the image size"):
+        synthetic_membranes(2, size=32, blur=(1e6, 1e6))

@@ -69,12 +69,12 @@ def _summary(args: argparse.Namespace) -> int:
 
     if args.paper:
         model = UNet.paper(
-            input_shape=(args.size or 572, args.size or 572, 1),
+            input_shape=(572 if args.size is None else args.size,) * 2 + (1,),
             filters=args.filters,
             depth=args.depth,
         )
     else:
-        size = args.size or 256
+        size = 256 if args.size is None else args.size
         model = UNet((size, size, 1), **_model_options(args))
     model.summary()
     return 0
@@ -111,6 +111,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for option, value in positive.items():
         if value < 1:
             raise ValueError(f"{where}: {option} must be at least 1, got {value}")
+    if args.size * args.size > args.max_pixels:
+        raise ValueError(
+            f"{where}: --size {args.size} makes images of more than --max-pixels "
+            f"{args.max_pixels:,} pixels"
+        )
     if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"{where}: --lr must be a positive number, got {args.lr}")
     if not 0 < args.val_split < 1:
@@ -241,6 +246,15 @@ def _predict(args: argparse.Namespace) -> int:
             f"got {args.threshold}"
         )
     model = load_model(args.weights)
+    if model.config["num_classes"] > 2:
+        raise ValueError(
+            f"numpy-unet predict: {args.weights} is a {model.config['num_classes']}-class "
+            "model; predict writes P(cell) and a cell mask, for 1- and 2-class models only"
+        )
+    if args.tile is not None:
+        from ..train.tiling import check_tile
+
+        check_tile(model, args.tile, "numpy-unet predict --tile")  # before anything is written
     paths: list[Path] = []
     for p in map(Path, args.images):
         if p.is_dir():
@@ -256,6 +270,13 @@ def _predict(args: argparse.Namespace) -> int:
     by_name: dict[Path, list[Path]] = {}
     for p, (prob_path, _) in targets.items():
         by_name.setdefault(prob_path, []).append(p)
+    inputs = {p.resolve() for p in paths}
+    on_inputs = [t for pair in targets.values() for t in pair if t.resolve() in inputs]
+    if on_inputs:
+        raise ValueError(
+            f"numpy-unet predict: the output {on_inputs[0]} would overwrite one of the input "
+            "images; write to another --out folder"
+        )
     clashes = [sources for sources in by_name.values() if len(sources) > 1]
     if clashes:  # before anything is written: one output name for two inputs loses one
         names = " and ".join(str(p) for p in clashes[0])
@@ -310,8 +331,12 @@ def _exercises(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from ..teach.grading import grade, gradescope, score_table
 
-    if args.timeout <= 0:
-        raise ValueError(f"numpy-unet grade: --timeout must be positive, got {args.timeout}")
+    if not (np.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(
+            f"numpy-unet grade: --timeout must be a positive number of seconds, got {args.timeout}"
+        )
+    if args.json and Path(args.json).exists():
+        raise FileExistsError(f"numpy-unet grade: {args.json} exists; choose another --json file")
     results = grade(args.folder, timeout=args.timeout, level=args.level)
     print(score_table(results))
     if args.json:

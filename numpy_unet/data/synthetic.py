@@ -395,8 +395,10 @@ def synthetic_membranes(
             raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high")
     if cells[0] <= 0:
         raise ValueError(f"cells must be positive, got {cells!r}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    if not np.isfinite(blur[1]) or blur[1] > max(h, w):
+        raise ValueError(f"blur must be at most the image size ({max(h, w)} pixels), got {blur!r}")
 
     images = np.empty((int(n), h, w, 1), np.float32)
     masks = np.empty((int(n), h, w, 1), np.float32)

@@ -116,11 +116,16 @@ class UNet:
     ) -> None:
         if len(input_shape) != 3:
             raise ValueError(f"UNet: input_shape must be (H, W, C), got {input_shape!r}")
-        if int(filters) < 1 or int(depth) < 1 or int(num_classes) < 1:
+        whole = [v for v in (filters, depth, num_classes) if isinstance(v, bool) or int(v) != v]
+        if whole or int(filters) < 1 or int(depth) < 1 or int(num_classes) < 1:
             raise ValueError(
-                f"UNet: filters, depth and num_classes must be positive, got filters={filters}, "
-                f"depth={depth}, num_classes={num_classes}"
+                f"UNet: filters, depth and num_classes must be positive ints, got "
+                f"filters={filters!r}, depth={depth!r}, num_classes={num_classes!r}"
             )
+        if depth > 12:  # 2**12 = 4096: inputs a multiple of 4096 pixels high and wide
+            raise ValueError(f"UNet: depth must be at most 12, got {depth}")
+        if int(input_shape[2]) < 1:
+            raise ValueError(f"UNet: input_shape needs at least 1 channel, got {input_shape!r}")
         if upsampling not in ("upsample", "transpose"):
             raise ValueError(
                 f"UNet: upsampling must be 'upsample' or 'transpose', got {upsampling!r}"
@@ -389,7 +394,7 @@ class UNet:
         """The input lengths closest to ``n`` that the U takes, below and above it."""
         n = int(n)
         below = next((m for m in range(n - 1, 0, -1) if self.output_size(m)), None)
-        stop = 4 * n + 2 ** self.config["depth"] * 64
+        stop = n + 2 * 2 ** self.config["depth"] + 64  # the next valid size is nearer
         above = next((m for m in range(n + 1, stop) if self.output_size(m)), None)
         return below, above
 

@@ -33,6 +33,12 @@ from ..gradcheck import (
     gradcheck,
     gradcheck_loss,
 )
+from ..layers.loops import (
+    conv2d_forward_loops,
+    conv2d_transpose_forward_loops,
+    maxpool_backward_loops,
+    maxpool_forward_loops,
+)
 
 CLASSES = (
     "ReLU Sigmoid Softmax Conv2D Conv2DTranspose MaxPooling2D UpSampling2D Concatenate "
@@ -200,7 +206,6 @@ def _maxpool_same(lib):
 @case("maxpool_backward", "ties")
 def _maxpool_ties(lib):
     """The stated rule: a window's first maximum (row by row) gets all of dy."""
-    from ..layers.loops import maxpool_backward_loops, maxpool_forward_loops
 
     x = np.array([[3, 3, 0, 1], [1, 0, 1, 1], [2, 5, 4, 4], [5, 2, 4, 4]], float)[None, :, :, None]
     layer = lib.MaxPooling2D(2, name="maxpool ties")
@@ -314,7 +319,6 @@ def _softmax_fwd(lib):
 
 
 def _conv_fwd(lib, k: int, padding: str, hw: tuple) -> GradcheckReport:
-    from ..layers.loops import conv2d_forward_loops
 
     layer = lib.Conv2D(4, k, padding=padding, dtype="float64", seed=k, name="conv2d")
     layer.build((None, *hw, 3))
@@ -331,7 +335,6 @@ for _k, _padding, _hw in [(3, "same", (5, 6)), (2, "same", (4, 5)), (3, "valid",
 
 
 def _transpose_fwd(lib, k: int, s: int, padding: str) -> GradcheckReport:
-    from ..layers.loops import conv2d_transpose_forward_loops
 
     layer = lib.Conv2DTranspose(3, k, strides=s, padding=padding, dtype="float64", seed=k)
     x = x_of(2, 3, 4, 2)
@@ -352,7 +355,6 @@ for _k, _s, _padding in [(2, 2, "valid"), (3, 2, "same")]:
 
 @case("maxpool_forward", "2x2, odd size")
 def _maxpool_fwd(lib):
-    from ..layers.loops import maxpool_forward_loops
 
     x = x_of(2, 7, 6, 3)
     expected, _ = maxpool_forward_loops(x, (2, 2), (2, 2))
@@ -361,7 +363,6 @@ def _maxpool_fwd(lib):
 
 @case("maxpool_forward", "3x3 stride 2 'same'")
 def _maxpool_same_fwd(lib):
-    from ..layers.loops import maxpool_forward_loops
 
     x = x_of(1, 7, 6, 2)
     xp = np.pad(x, ((0, 0), (1, 1), (0, 1), (0, 0)), constant_values=-np.inf)  # Keras's pads

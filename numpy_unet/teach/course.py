@@ -198,8 +198,17 @@ def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
     tasks = TASKS | FORWARD_TASKS
     ordered = [name for name in names if name in found]
     lines += [f"{k}. `{name}`: {tasks[name]}" for k, name in enumerate(ordered, start=1)]
+    lines += ["", f"<!-- numpy-unet exercises --level {level} -->"]
     (out / "EXERCISES.md").write_text("\n".join(lines) + "\n")
     return out
+
+
+def recorded_level(folder: str | os.PathLike) -> str | None:
+    """The ``--level`` a copy was made with, as its EXERCISES.md records it (None: unknown)."""
+    path = Path(folder) / "EXERCISES.md"
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    found = re.search(r"<!-- numpy-unet exercises --level (\w+) -->", text)
+    return found.group(1) if found else None
 
 
 def _blocks(text: str, name: str) -> list[tuple[int, int]]:

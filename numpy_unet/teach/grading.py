@@ -30,7 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .checks import CHECKS, CLASSES, NEEDS, package_lib
-from .course import exercises_of
+from .course import exercises_of, recorded_level
 
 STUDENT = "student_numpy_unet"  # the name the student's copy is loaded under
 
@@ -101,12 +101,39 @@ def run_exercise(exercise: str, lib: SimpleNamespace) -> dict[str, dict]:
     return results
 
 
+class _HideReference:
+    """An import hook that refuses ``numpy_unet`` itself: the student's code, which runs in
+    this process, cannot borrow the reference classes it is graded against."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "numpy_unet" or name.startswith("numpy_unet."):
+            raise ImportError(f"{name}: the reference package is not available while grading")
+
+
+def _hide_reference() -> None:
+    """Take the reference package out of reach; the cases hold what they use already."""
+    for name in [m for m in sys.modules if m == "numpy_unet" or m.startswith("numpy_unet.")]:
+        del sys.modules[name]  # this module keeps its own references to what it needs
+    sys.meta_path.insert(0, _HideReference())
+
+
+def _check_own(lib: SimpleNamespace, folder: Path) -> None:
+    """Every class graded must be defined in the student's copy, not borrowed."""
+    for name, cls in vars(lib).items():
+        module = getattr(cls, "__module__", "") or ""
+        if cls is not None and not module.startswith(STUDENT):
+            raise ValueError(f"{name} is not the copy's own class (it comes from {module})")
+
+
 def _child(argv: list[str]) -> int:
     exercise, folder, out = argv
+    _hide_reference()
     try:
-        results = run_exercise(exercise, student_lib(Path(folder)))
+        lib = student_lib(Path(folder))
+        _check_own(lib, Path(folder))
+        results = run_exercise(exercise, lib)
     except Exception as err:  # noqa: BLE001 - the copy does not even import
-        results = {"error": f"the copy does not import: {_last_line(err)}"}
+        results = {"error": f"the copy does not load: {_last_line(err)}"}
     Path(out).write_text(json.dumps(results))
     return 0
 
@@ -142,17 +169,29 @@ def grade_exercise(
         out = Path(work) / "result.json"
         failure = ""
         try:
-            done = subprocess.run(
-                [sys.executable, "-m", "numpy_unet.teach.grading", exercise, str(folder), str(out)],
-                cwd=work,
-                env=_clean_env(work),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
+            errors = Path(work) / "stderr.txt"  # on disk: a student's flood of output
+            with open(errors, "wb") as stderr:  # must not fill the grader's memory
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "numpy_unet.teach.grading",
+                        exercise,
+                        str(folder),
+                        str(out),
+                    ],
+                    cwd=work,
+                    env=_clean_env(work),
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    timeout=timeout,
+                    stdin=subprocess.DEVNULL,
+                )
             if not out.is_file():
-                tail = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+                with open(errors, "rb") as f:
+                    f.seek(max(0, errors.stat().st_size - 4000))
+                    lines = f.read().decode(errors="replace").strip().splitlines()
+                tail = (lines or ["(no message)"])[-1]
                 failure = f"the student's code stopped the check (exit {done.returncode}): {tail}"
         except subprocess.TimeoutExpired:
             failure = f"timed out after {timeout:g} s"
@@ -184,6 +223,12 @@ def grade(
     folder = Path(folder).resolve()
     if not (folder / "numpy_unet" / "__init__.py").is_file():
         raise FileNotFoundError(f"numpy-unet grade: {folder} holds no numpy_unet/ package")
+    made = recorded_level(folder)
+    if made is not None and made != level:
+        raise ValueError(
+            f"numpy-unet grade: {folder} was made with --level {made}; grade it with "
+            f"--level {made} (its other exercises were not cut, so they would score for free)"
+        )
     graded = exercises_of(level)
     unknown = [n for n in exercises or [] if n not in CHECKS]
     if unknown:

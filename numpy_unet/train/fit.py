@@ -181,6 +181,11 @@ def fit(
     """Train a compiled model; see :meth:`numpy_unet.UNet.fit` for the arguments."""
     if getattr(model, "optimizer", None) is None:
         raise RuntimeError("fit: call model.compile(optimizer, loss, metrics) first")
+    if augment is not None and not (callable(augment) and hasattr(augment, "rng")):
+        raise ValueError(
+            f"fit: augment must be an augmenter (Augmenter, ElasticDeformation, Compose), "
+            f"got {augment!r}"
+        )
     for option, value in (("batch_size", batch_size), ("epochs", epochs)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"fit: {option} must be a positive int, got {value!r}")
@@ -191,6 +196,10 @@ def fit(
     x, y, weights, validation = prepare_data(
         model, x, y, model.loss, validation_data, validation_split, sample_weight, tile
     )
+    if batch_size > len(x):
+        raise ValueError(
+            f"fit: batch_size {batch_size} is larger than the {len(x)} training images"
+        )
     run = Run(
         model=model,
         x=x,
