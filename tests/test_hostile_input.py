@@ -534,3 +534,24 @@ def test_synthetic_membranes_refuses_nan_noise_and_a_blur_wider_than_the_image()
         synthetic_membranes(2, size=32, noise=float("nan"))
     with pytest.raises(ValueError, match="blur must be at most the image size"):
         synthetic_membranes(2, size=32, blur=(1e6, 1e6))
+
+
+def test_tiff_stacks_are_held_to_the_pixel_limit_and_empty_pages_refused(tmp_path):
+    import struct
+
+    from numpy_unet.data import read_tiff_stack, write_tiff_stack
+
+    path = tmp_path / "stack.tif"
+    write_tiff_stack(path, np.zeros((3, 64, 64), np.uint8))
+    assert read_tiff_stack(path).shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="declares more than 8,192 pixels"):
+        read_tiff_stack(path, max_pixels=8192)  # the pages add up: 3 x 4096
+    data = bytearray(path.read_bytes())
+    for kind in (3, 4):  # ImageLength as SHORT or LONG: set it to 0
+        entry = struct.pack("<HHI", 257, kind, 1)
+        at = data.find(entry)
+        if at >= 0:
+            data[at + 8 : at + 12] = b"\0\0\0\0"
+    (tmp_path / "empty.tif").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="empty"):
+        read_tiff_stack(tmp_path / "empty.tif")

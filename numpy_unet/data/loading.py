@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from .resize import _is_positive_int, _parse_size, resize
+from .tiff import MAX_PIXELS as TIFF_MAX_PIXELS
 from .tiff import read_tiff_stack
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 # the largest image read, in pixels (8192 x 8192): a few bytes of header can claim billions,
 # and decoding them would take minutes and gigabytes; pass max_pixels to read larger ones
-MAX_PIXELS = 2**26
+MAX_PIXELS = TIFF_MAX_PIXELS
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of red, green and blue
 
 
@@ -132,7 +133,7 @@ def load_folder(
         names, images, masks = _load_pairs(folder, max_images, max_pixels)
     else:
         volume, labels = _find_stacks(folder)
-        names, images, masks = _load_stacks(volume, labels, max_images)
+        names, images, masks = _load_stacks(volume, labels, max_images, max_pixels)
 
     if size is None:  # every image must then already have the same size
         for name, image in zip(names, images):
@@ -226,11 +227,11 @@ def _find_stacks(folder: Path) -> tuple[Path, Path]:
 
 
 def _load_stacks(
-    volume: Path, labels: Path, max_images: int | None
+    volume: Path, labels: Path, max_images: int | None, max_pixels: int = TIFF_MAX_PIXELS
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """Read the two TIFF stacks and check that their pages match."""
-    images = read_tiff_stack(volume)
-    masks = read_tiff_stack(labels)
+    images = read_tiff_stack(volume, max_pixels)
+    masks = read_tiff_stack(labels, max_pixels)
     if images.shape != masks.shape:
         raise ValueError(
             f"load_folder: the image stack {volume} has shape {images.shape} (pages, H, W) but "
@@ -257,7 +258,7 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
             f"{', '.join(IMAGE_SUFFIXES)}, got {suffix or 'no suffix'}"
         )
     if suffix in (".tif", ".tiff"):
-        pages = read_tiff_stack(path)
+        pages = read_tiff_stack(path, max_pixels)
         if len(pages) != 1:
             raise ValueError(
                 f"{where}: {path} has {len(pages)} pages, expected a single image; "

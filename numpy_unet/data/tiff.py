@@ -56,7 +56,12 @@ _CONVERT_HINT = (
 )
 
 
-def read_tiff_stack(path: str | os.PathLike) -> np.ndarray:
+# the most pixels read from one file, all pages together (8192 x 8192): a small file can
+# declare huge pages, or many pages pointing at one strip; raise it with max_pixels
+MAX_PIXELS = 2**26
+
+
+def read_tiff_stack(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read every page of an uncompressed grayscale TIFF file.
 
     Parameters
@@ -97,13 +102,24 @@ def read_tiff_stack(path: str | os.PathLike) -> np.ndarray:
             + _CONVERT_HINT
         )
 
-    pages = []
-    seen = set()
+    pages, seen, total = [], set(), 0
     while offset != 0:  # follow the chain of IFDs, one per page
         if offset in seen:
             raise ValueError(f"read_tiff_stack: {path} is corrupt: its IFD chain loops")
         seen.add(offset)
         tags, offset = _read_ifd(data, offset, order, path)
+        width, height = (tags.get(t, (0,))[0] for t in (IMAGE_WIDTH, IMAGE_LENGTH))
+        if width < 1 or height < 1:
+            raise ValueError(
+                f"read_tiff_stack: {path}, page {len(pages)} is {width}x{height} pixels: empty"
+            )
+        total += width * height
+        if total > max_pixels:
+            raise ValueError(
+                f"read_tiff_stack: {path} declares more than {max_pixels:,} pixels (page "
+                f"{len(pages)} is {width}x{height}); the limit is max_pixels (--max-pixels on "
+                "the command line)"
+            )
         pages.append(_read_page(data, tags, order, path, len(pages)))
 
     if not pages:
