@@ -15,7 +15,7 @@
 # - the Dice loss: its value, its unusual gradient, and when to prefer it;
 # - how to gradient-check each loss, and that none of them warns at saturated inputs.
 #
-# **Time:** about 20 minutes to read; a few seconds to run (quick mode or not).
+# **Time:** about 20 minutes to read; about 2 seconds to run (quick mode or not).
 #
 # If you know PyTorch: `BinaryCrossentropy` here is `nn.BCELoss` (on probabilities), and
 # the sigmoid + BCE pair is what `nn.BCEWithLogitsLoss` fuses. In Keras it is

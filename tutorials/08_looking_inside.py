@@ -15,7 +15,7 @@
 # - what dropout does: the same input through the network in training mode gives a
 #   different answer each time; `drop4` zeroes half of its inputs and doubles the rest.
 #
-# **Time:** about 15 minutes to read. Running takes 2-3 minutes on a 2-core CPU, most of
+# **Time:** about 15 minutes to read. Running takes about 30 seconds on a quiet 2-core CPU, most of
 # it training; `NUMPY_UNET_QUICK=1` runs a tiny version in seconds. Pass `--data DIR` to
 # use the real ISBI 2012 images.
 

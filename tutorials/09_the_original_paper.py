@@ -19,7 +19,7 @@
 # - the paper's training recipe (weighted cross-entropy, SGD with momentum 0.99, one tile
 #   per step), what a short run of it does, and how it compares with the seed's.
 #
-# **Time:** about 25 minutes to read. Running takes 1-3 minutes on a 2-core CPU, most of
+# **Time:** about 25 minutes to read. Running takes about 30 seconds on a quiet 2-core CPU, most of
 # it training; `NUMPY_UNET_QUICK=1` runs in seconds. `--data DIR` uses real ISBI images.
 
 # %%
