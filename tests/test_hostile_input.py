@@ -555,3 +555,19 @@ def test_tiff_stacks_are_held_to_the_pixel_limit_and_empty_pages_refused(tmp_pat
     (tmp_path / "empty.tif").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="empty"):
         read_tiff_stack(tmp_path / "empty.tif")
+
+
+def test_a_failed_run_leaves_no_empty_folder_and_augmenter_options_are_numbers(tmp_path, capsys):
+    from numpy_unet.data import Augmenter
+
+    out = tmp_path / "r"
+    assert (
+        main([*TRAIN, "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e30", "--out", str(out)])
+        == 2
+    )
+    assert "diverged" in capsys.readouterr().err
+    assert not out.exists() or any(out.iterdir())  # nothing, or what the run really wrote
+    assert main(["demo", "--quick", "--seed", "-1", "--out", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(ValueError, match="shift must be a number"):
+        Augmenter(shift="big", seed=0)

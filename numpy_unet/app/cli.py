@@ -134,12 +134,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> int:
     _check_train_args(args)
     from ..data import Augmenter
-    from ..metrics import evaluate
     from ..model import UNet
     from ..optimizers import SGD, Adam
     from ..train.paper import paper_recipe, weight_maps
-    from ..train.tiling import predict_tiled
-    from .plotting import plot_history, plot_predictions
 
     if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
         raise FileNotFoundError(
@@ -153,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
             f"numpy-unet train: {len(x)} image(s) with --val-split {args.val_split} leave none "
             "to train on; give more images or a smaller --val-split"
         )
-    x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    y_train, x_val, y_val = y[:-n_val], x[-n_val:], y[-n_val:]
     if args.recipe == "paper":  # valid convs, weight maps, SGD 0.99, tiles, elastic
         tile = args.tile or _covering_tile(args.size, args.depth)
         model = UNet.paper(
@@ -179,7 +176,31 @@ def _train(args: argparse.Namespace) -> int:
         validation = (x_val, y_val)
         what = "a UNet"
     out = Path(args.out) if args.resume else fresh_dir(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_into(args, out, x, y, model, options, validation, what)
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):  # a run that wrote nothing leaves nothing
+            out.rmdir()
+        raise
+
+
+def _train_into(
+    args: argparse.Namespace,
+    out: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    model: UNet,
+    options: dict,
+    validation: tuple,
+    what: str,
+) -> int:
+    """The training run of ``_train``, writing into ``out``."""
+    from ..metrics import evaluate
+    from ..train.tiling import predict_tiled
+    from .plotting import plot_history, plot_predictions
+
+    n_val = max(1, int(round(len(x) * args.val_split)))
+    x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
     print(
         f"Training {what} (filters {args.filters}, depth {args.depth}, "
         f"{model.count_params():,} parameters) on {len(x_train)} images of "
@@ -310,6 +331,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+
+    if args.seed < 0:
+        raise ValueError(f"numpy-unet demo: --seed must be >= 0, got {args.seed}")
 
     run_demo(args.out, quick=args.quick, seed=args.seed)
     return 0

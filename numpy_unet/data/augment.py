@@ -218,6 +218,9 @@ class Augmenter:
         zoom: float = 0.05,
         seed: int | np.random.Generator | None = None,
     ) -> None:
+        for name, value in (("shift", shift), ("shear", shear), ("zoom", zoom)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"Augmenter: {name} must be a number, got {value!r}")
         if not 0 <= shift < 1:
             raise ValueError(f"shift is a fraction of the image size in [0, 1), got {shift!r}")
         if not 0 <= shear < 90:
