@@ -571,3 +571,11 @@ def test_a_failed_run_leaves_no_empty_folder_and_augmenter_options_are_numbers(t
     assert not (tmp_path / "d").exists()
     with pytest.raises(ValueError, match="shift must be a number"):
         Augmenter(shift="big", seed=0)
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="is more than the 1,000,000,000 allowed"):
+        UNet((32, 32, 1), filters=100_000_000, depth=2)
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    with pytest.raises(ValueError, match="samples per epoch"):
+        small().fit(x, x, steps_per_epoch=10**12, verbose=0)

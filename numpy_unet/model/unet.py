@@ -29,6 +29,8 @@ from ..train import fit as _fit
 from . import summary as _summary
 from . import weights as _weights
 
+MAX_PARAMS = 10**9  # 4 GB of float32 weights, 32 times the seed's UNet
+
 
 def _seed_stream(seed: int | None):
     """A function returning a new seed per call, all drawn from ``seed`` (None: all None)."""
@@ -369,6 +371,20 @@ class UNet:
     def build(self, input_shape: tuple[int, int, int]) -> list[_summary.Row]:
         """Build every layer for (H, W, C) inputs; return the rows of :meth:`summary`."""
         h, w, c = self._check_input_size(input_shape)
+        weights = []  # count before creating: a typo in filters must not fill the memory
+
+        def count(layer: Layer, shape: tuple, out: tuple, inbound: list[str]) -> None:
+            if isinstance(layer, (Conv2D, Conv2DTranspose)):
+                kh, kw = layer.kernel_size
+                weights.append((kh * kw * shape[-1] + 1) * layer.filters)
+
+        self.walk((None, h, w, c), count)
+        if sum(weights) > MAX_PARAMS:
+            raise ValueError(
+                f"UNet: {sum(weights):,} parameters (filters={self.config['filters']}, "
+                f"depth={self.config['depth']}) is more than the {MAX_PARAMS:,} allowed; the "
+                "seed's UNet has 31,031,685"
+            )
         rows = [_summary.Row("input", "InputLayer", (None, h, w, c), 0, 0, [])]
 
         def build_layer(layer: Layer, shape: tuple, out: tuple, inbound: list[str]) -> None:

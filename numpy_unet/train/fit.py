@@ -196,6 +196,12 @@ def fit(
     x, y, weights, validation = prepare_data(
         model, x, y, model.loss, validation_data, validation_split, sample_weight, tile
     )
+    steps = int(steps_per_epoch) if steps_per_epoch is not None else -(-len(x) // batch_size)
+    if steps * batch_size > 10**7:  # the epoch's sample order is drawn up front
+        raise ValueError(
+            f"fit: steps_per_epoch x batch_size = {steps * batch_size:,} samples per epoch is "
+            "more than 10,000,000; use more epochs of fewer steps"
+        )
     if batch_size > len(x):
         raise ValueError(
             f"fit: batch_size {batch_size} is larger than the {len(x)} training images"
