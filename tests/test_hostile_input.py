@@ -579,3 +579,37 @@ def test_absurd_sizes_are_refused_before_allocating():
     x = np.zeros((2, 16, 16, 1), np.float32)
     with pytest.raises(ValueError, match="samples per epoch"):
         small().fit(x, x, steps_per_epoch=10**12, verbose=0)
+
+
+def test_predict_never_overwrites_an_input_reached_through_a_hard_link(tmp_path, capsys):
+    import os
+
+    weights = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w.npz")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    imsave(tmp_path / "in" / "0.png", np.zeros((16, 16)), cmap="gray")
+    os.link(tmp_path / "in" / "0.png", tmp_path / "out" / "0_prob.png")
+    before = (tmp_path / "in" / "0.png").read_bytes()
+    args = ["predict", "--weights", weights, str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--overwrite"]) == 2
+    assert "would overwrite one of the input images" in capsys.readouterr().err
+    assert (tmp_path / "in" / "0.png").read_bytes() == before
+
+
+def test_more_runs_that_cannot_work_are_one_clear_line(tmp_path, capsys):
+    weights = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w.npz")
+    imsave(tmp_path / "a.png", np.zeros((32, 32)), cmap="gray")
+    out = tmp_path / "o"
+    args = ["predict", "--weights", weights, str(tmp_path / "a.png"), "--out", str(out)]
+    assert main([*args, "--tile", "100000"]) == 2  # fails while predicting: no folder left
+    assert "tile 100000" in capsys.readouterr().err and not out.exists()
+    assert main([*TRAIN, "--padding", "valid", "--out", str(tmp_path / "v")]) == 2
+    assert "--padding valid needs --recipe paper" in capsys.readouterr().err
+    assert main([*TRAIN, "--out", ""]) == 2
+    assert "--out must name a folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    small().fit(np.zeros((2, 16, 16, 1), np.float32), np.zeros((2, 16, 16, 1), np.float32),
+                checkpoint_dir=run, verbose=0)  # fmt: skip
+    predict = ["predict", "--weights", str(run / "checkpoint.npz"), str(tmp_path / "a.png")]
+    assert main([*predict, "--out", str(tmp_path / "p")]) == 2
+    assert "is a training checkpoint" in capsys.readouterr().err

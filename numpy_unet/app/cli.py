@@ -125,6 +125,13 @@ def _check_train_args(args: argparse.Namespace) -> None:
             f"{where}: --images must be at least 2 (one to train on, one to validate), "
             f"got {args.images}"
         )
+    if args.padding == "valid" and args.recipe != "paper":
+        raise ValueError(
+            f"{where}: --padding valid needs --recipe paper: a 'valid' UNet's output is smaller "
+            "than its input, so it trains on tiles with mirrored context, not whole images"
+        )
+    if not str(args.out).strip():
+        raise ValueError(f"{where}: --out must name a folder, got {args.out!r}")
     if args.tile is not None and args.recipe != "paper":
         raise ValueError(f"{where}: --tile applies to --recipe paper only")
     if not 0 <= args.dropout < 1:
@@ -255,11 +262,9 @@ def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from matplotlib.image import imsave
 
     from ..data import image_files, read_image
     from ..model import load_model
-    from ..train.tiling import predict_tiled
 
     if not (np.isfinite(args.threshold) and 0 <= args.threshold <= 1):
         raise ValueError(
@@ -292,7 +297,12 @@ def _predict(args: argparse.Namespace) -> int:
     for p, (prob_path, _) in targets.items():
         by_name.setdefault(prob_path, []).append(p)
     inputs = {p.resolve() for p in paths}
-    on_inputs = [t for pair in targets.values() for t in pair if t.resolve() in inputs]
+    same = {(p.stat().st_dev, p.stat().st_ino) for p in paths}  # hard links too
+
+    def is_input(t: Path) -> bool:
+        return t.resolve() in inputs or (t.exists() and (t.stat().st_dev, t.stat().st_ino) in same)
+
+    on_inputs = [t for pair in targets.values() for t in pair if is_input(t)]
     if on_inputs:
         raise ValueError(
             f"numpy-unet predict: the output {on_inputs[0]} would overwrite one of the input "
@@ -315,7 +325,24 @@ def _predict(args: argparse.Namespace) -> int:
     if args.tile is None:  # check every size before writing anything
         for p in paths:
             _check_whole_image(model, (*read_image(p, args.max_pixels).shape, 1), p)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # every check passed: now write
+    try:
+        _predict_into(args, model, targets)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a run that wrote nothing leaves nothing
+            out.rmdir()
+        raise
+    return 0
+
+
+def _predict_into(args: argparse.Namespace, model: UNet, targets: dict) -> None:
+    """Predict every image of ``targets`` and write its two PNGs."""
+    from matplotlib.image import imsave
+
+    from ..data import read_image
+    from ..train.tiling import predict_tiled
+
     for p, (prob_path, mask_path) in targets.items():
         image = read_image(p, args.max_pixels)[:, :, None].astype(model.dtype)  # (H, W, 1)
         if args.tile is not None:  # overlap-tile: any image size, output the image's size
@@ -326,7 +353,6 @@ def _predict(args: argparse.Namespace) -> int:
         imsave(prob_path, prob, cmap="gray", vmin=0, vmax=1)
         imsave(mask_path, (prob >= args.threshold).astype(np.float32), cmap="gray", vmin=0, vmax=1)
         print(f"{p} -> {prob_path}, {mask_path}")
-    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

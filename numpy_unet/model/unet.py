@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -602,6 +603,11 @@ def load_model(path: str | os.PathLike) -> UNet:
     """
     config, arrays = _weights.read_weights(path, "load_model")
     if config is None:
+        if Path(path).name == "checkpoint.npz":
+            raise ValueError(
+                f"load_model: {path} is a training checkpoint, not a weights file; use the "
+                "best_weights.npz beside it"
+            )
         raise ValueError(
             f"load_model: {path} holds weights but no configuration (a Keras export?); "
             "build the UNet yourself and call model.load_weights(path)"
