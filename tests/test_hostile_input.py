@@ -26,8 +26,12 @@ TRAIN = ["train", "--images", "6", "--size", "32", "--filters", "2", "--depth", 
         (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
         (["--images", "1"], "--images must be at least 2"),
         (["--images", "0"], "--images must be at least 2"),
-        (["--val-split", "1.0"], "--val-split must lie between 0 and 1"),
-        (["--val-split", "-1"], "--val-split must lie between 0 and 1"),
+        (["--val-split", "1.0"], "--val-split must lie in [0, 1)"),
+        (["--val-split", "-1"], "--val-split must lie in [0, 1)"),
+        (["--classes", "13"], "--classes must lie in [1, 12]"),
+        (["--classes", "4"], "the generated data have 2 classes"),
+        (["--recipe", "paper", "--classes", "3"], "--recipe paper trains 2 classes"),
+        (["--test", "no-such-folder"], "--test no-such-folder is not a folder"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--tile", "44"], "--tile applies to --recipe paper only"),
@@ -499,17 +503,20 @@ def test_cli_size_limits_and_summary_size_zero(tmp_path, capsys):
     assert "input height 0" in capsys.readouterr().err
 
 
-def test_predict_refuses_a_multi_class_model_and_a_bad_tile_before_writing(tmp_path, capsys):
+def test_predict_writes_the_classes_of_a_multi_class_model_and_refuses_a_bad_tile(
+    tmp_path, capsys
+):
     three = UNet((16, 16, 1), filters=2, depth=2, num_classes=3, seed=0)
     weights = three.save_weights(tmp_path / "w3.npz")
     imsave(tmp_path / "a.png", np.zeros((16, 16)), cmap="gray")
     args = ["predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "p")]
-    assert main([*args, "--weights", weights]) == 2
-    assert "3-class model" in capsys.readouterr().err
+    assert main([*args, "--weights", weights]) == 0  # each pixel in its class's colour
+    assert sorted(f.name for f in (tmp_path / "p").iterdir()) == ["a_classes.png"]
     one = UNet((16, 16, 1), filters=2, depth=2, seed=0).save_weights(tmp_path / "w1.npz")
+    args[-1] = str(tmp_path / "q")
     assert main([*args, "--weights", one, "--tile", "30"]) == 2
     assert "tile 30" in capsys.readouterr().err
-    assert not (tmp_path / "p").exists()
+    assert not (tmp_path / "q").exists()
 
 
 def test_gradcheck_refuses_settings_that_cannot_check():

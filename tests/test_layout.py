@@ -25,6 +25,7 @@ LEVELS = {
     "optimizers": 2,
     "gradcheck": 2,
     "metrics": 2,
+    "labels": 2,  # class numbers and colours
     "data": 3,
     "train": 4,  # fit, checkpoints, tiling: work on any model with forward and backward
     "model": 5,  # the UNet, which offers fit as Keras's Model does

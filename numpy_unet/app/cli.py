@@ -13,6 +13,7 @@ import numpy as np
 from .. import __version__
 from ..fast import keep_freed_memory
 from ..files import fresh_dir
+from ..labels import COLOR_DICT
 from ..tables import format_table
 
 if TYPE_CHECKING:
@@ -53,6 +54,22 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+# each recipe's defaults, for the train options left out on the command line
+RECIPE_DEFAULTS = {
+    "basic": dict(size=128, filters=16, epochs=10, lr=1e-3, steps_per_epoch=None, val_split=0.2),
+    # the seed's main.py: unet() on 256 x 256, Adam(1e-4), 300 steps, 1 epoch, all images
+    "seed": dict(size=256, filters=64, epochs=1, lr=1e-4, steps_per_epoch=300, val_split=0.0),
+    "paper": dict(size=128, filters=16, epochs=10, lr=0.003, steps_per_epoch=None, val_split=0.2),
+}
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Fill the train options left out (None) with the recipe's defaults."""
+    for option, value in RECIPE_DEFAULTS[args.recipe].items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
+
+
 def _model_options(args: argparse.Namespace) -> dict:
     return dict(
         filters=args.filters,
@@ -83,9 +100,17 @@ def _summary(args: argparse.Namespace) -> int:
 def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     from ..data import load_folder, synthetic_membranes
 
+    classes = getattr(args, "classes", 1)
     if args.data == "synthetic":
-        return synthetic_membranes(args.images, size=args.size, seed=args.seed)
-    return load_folder(args.data, size=args.size, max_pixels=args.max_pixels)
+        return synthetic_membranes(
+            args.images, size=args.size, seed=args.seed, classes=max(classes, 2)
+        )
+    return load_folder(
+        args.data,
+        size=args.size,
+        max_pixels=args.max_pixels,
+        classes=classes if classes > 2 else None,
+    )
 
 
 def _covering_tile(size: int, depth: int) -> int:
@@ -102,6 +127,7 @@ def _covering_tile(size: int, depth: int) -> int:
 def _check_train_args(args: argparse.Namespace) -> None:
     """Refuse arguments that cannot make a run, before anything is loaded or written."""
     where = "numpy-unet train"
+    _apply_recipe(args)
     positive = {"--batch-size": args.batch_size, "--epochs": args.epochs, "--size": args.size}
     positive |= {"--filters": args.filters, "--depth": args.depth}
     if args.steps_per_epoch is not None:
@@ -118,13 +144,27 @@ def _check_train_args(args: argparse.Namespace) -> None:
         )
     if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"{where}: --lr must be a positive number, got {args.lr}")
-    if not 0 < args.val_split < 1:
-        raise ValueError(f"{where}: --val-split must lie between 0 and 1, got {args.val_split}")
-    if args.data == "synthetic" and args.images < 2:
+    if not 0 <= args.val_split < 1:
+        raise ValueError(f"{where}: --val-split must lie in [0, 1), got {args.val_split}")
+    if args.data == "synthetic" and args.images < 1 + (args.val_split > 0):
         raise ValueError(
-            f"{where}: --images must be at least 2 (one to train on, one to validate), "
-            f"got {args.images}"
+            f"{where}: --images must be at least {1 + (args.val_split > 0)} (one to train on"
+            f"{', one to validate' if args.val_split > 0 else ''}), got {args.images}"
         )
+    if not 1 <= args.classes <= len(COLOR_DICT):
+        raise ValueError(
+            f"{where}: --classes must lie in [1, {len(COLOR_DICT)}] (the seed's palette draws "
+            f"{len(COLOR_DICT)} classes), got {args.classes}"
+        )
+    if args.data == "synthetic" and args.classes > 3:
+        raise ValueError(
+            f"{where}: the generated data have 2 classes (membrane, cell) or 3 (and organelle), "
+            f"got --classes {args.classes}; pass --data FOLDER for more"
+        )
+    if args.recipe == "paper" and args.classes not in (1, 2):
+        raise ValueError(f"{where}: --recipe paper trains 2 classes (membrane, cell)")
+    if args.test is not None and not Path(args.test).is_dir():
+        raise FileNotFoundError(f"{where}: --test {args.test} is not a folder of images")
     if args.padding == "valid" and args.recipe != "paper":
         raise ValueError(
             f"{where}: --padding valid needs --recipe paper: a 'valid' UNet's output is smaller "
@@ -144,6 +184,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..model import UNet
     from ..optimizers import SGD, Adam
     from ..train.paper import paper_recipe, weight_maps
+    from ..train.seed import seed_recipe
 
     if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
         raise FileNotFoundError(
@@ -151,13 +192,13 @@ def _train(args: argparse.Namespace) -> int:
             "nothing was written. Leave out --resume to start a new run"
         )
     x, y = _load_data(args)
-    n_val = max(1, int(round(len(x) * args.val_split)))
-    if len(x) - n_val < 1:
+    cut = len(x) - _held_out(len(x), args.val_split)  # the last images are held out
+    if cut < 1:
         raise ValueError(
             f"numpy-unet train: {len(x)} image(s) with --val-split {args.val_split} leave none "
             "to train on; give more images or a smaller --val-split"
         )
-    y_train, x_val, y_val = y[:-n_val], x[-n_val:], y[-n_val:]
+    y_train, x_val, y_val = y[:cut], x[cut:], y[cut:]
     if args.recipe == "paper":  # valid convs, weight maps, SGD 0.99, tiles, elastic
         tile = args.tile or _covering_tile(args.size, args.depth)
         model = UNet.paper(
@@ -167,21 +208,28 @@ def _train(args: argparse.Namespace) -> int:
             dropout=args.dropout,
             seed=args.seed,
         )
-        lr = 0.003 if args.lr is None else args.lr
-        options = paper_recipe(model, y_train, learning_rate=lr, seed=args.seed)
+        options = paper_recipe(model, y_train, learning_rate=args.lr, seed=args.seed)
         if not args.augment:
             options["augment"] = None
         validation = (x_val, y_val, weight_maps(y_val))  # the same weighted loss
         what = f"the paper's UNet (input tile {tile})"
     else:
-        model = UNet((args.size, args.size, x.shape[-1]), **_model_options(args))
-        lr = 1e-3 if args.lr is None else args.lr
-        optimizer = Adam(lr) if args.optimizer == "adam" else SGD(lr, momentum=0.99)
-        model.compile(optimizer=optimizer, loss="binary_crossentropy")
-        augment = Augmenter(seed=args.seed) if args.augment else None
-        options = dict(batch_size=args.batch_size, augment=augment, seed=args.seed)
-        validation = (x_val, y_val)
-        what = "a UNet"
+        shape = (args.size, args.size, x.shape[-1])
+        model = UNet(shape, **_model_options(args), num_classes=args.classes)
+        if args.recipe == "seed":  # main.py: Adam, the seed's augmentation, batches of 2
+            options = seed_recipe(model, args.lr, args.seed, args.augment, args.steps_per_epoch)
+            options["batch_size"] = args.batch_size
+            what = "the seed's recipe: a UNet"
+        else:
+            optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr, momentum=0.99)
+            loss = "binary_crossentropy" if args.classes == 1 else "categorical_crossentropy"
+            model.compile(optimizer=optimizer, loss=loss)
+            augment = Augmenter(seed=args.seed) if args.augment else None
+            options = dict(batch_size=args.batch_size, augment=augment, seed=args.seed)
+            what = "a UNet"
+        validation = (x_val, y_val) if len(x_val) else None
+    for fixed in ("epochs", "steps_per_epoch"):  # the command line's (or recipe's) own
+        options.pop(fixed, None)
     out = Path(args.out) if args.resume else fresh_dir(args.out)
     try:
         return _train_into(args, out, x, y, model, options, validation, what)
@@ -202,16 +250,16 @@ def _train_into(
     what: str,
 ) -> int:
     """The training run of ``_train``, writing into ``out``."""
-    from ..metrics import evaluate
-    from ..train.tiling import predict_tiled
-    from .plotting import plot_history, plot_predictions
+    from ..data import image_files
+    from .plotting import plot_history
 
-    n_val = max(1, int(round(len(x) * args.val_split)))
-    x_train, y_train, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    cut = len(x) - _held_out(len(x), args.val_split)
+    x_train, y_train, x_val, y_val = x[:cut], y[:cut], x[cut:], y[cut:]
+    held = f"validating on {len(x_val)}" if len(x_val) else "no validation (--val-split 0)"
     print(
         f"Training {what} (filters {args.filters}, depth {args.depth}, "
         f"{model.count_params():,} parameters) on {len(x_train)} images of "
-        f"{args.size}x{args.size}, validating on {len(x_val)}; writing to {out}"
+        f"{args.size}x{args.size}, {held}; writing to {out}"
     )
     try:
         history = model.fit(
@@ -230,21 +278,62 @@ def _train_into(
         print(f"\n{why}. Continue with the same command plus --resume --out {out}")
         return 130
     model.load_weights(out / "best_weights.npz")
+    (out / "history.json").write_text(json.dumps(history.history, indent=1))
+    plot_history(history.history, out / "training_curves.png")
+    written = ["best_weights.npz", "checkpoint.npz", "history.json", "training_curves.png"]
+    if len(x_val):
+        written += _score_held_out(args, out, model, options, x_val, y_val)
+    else:
+        print(
+            "No held-out images (--val-split 0): the best weights are those of the lowest "
+            "training loss, as the seed's ModelCheckpoint(monitor='loss') keeps"
+        )
+    if args.test is not None:
+        tests = out / "test"
+        tests.mkdir()
+        paths = image_files(args.test)
+        targets = {p: (tests / f"{p.stem}_predict.png",) for p in paths}
+        _check_outputs(targets, paths, overwrite=False)
+        _predict_into(model, targets, seed_names=True, resize_to=True, tile=None)
+        written.append(f"test/ ({len(paths)} N_predict.png)")
+    print(f"Wrote {out}/: " + ", ".join(written))
+    return 0
+
+
+def _held_out(n: int, val_split: float) -> int:
+    """How many of ``n`` images are held out: none for 0, else at least one."""
+    return 0 if val_split == 0 else max(1, int(round(n * val_split)))
+
+
+def _score_held_out(
+    args: argparse.Namespace,
+    out: Path,
+    model: UNet,
+    options: dict,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+) -> list[str]:
+    """Score the held-out images with the best weights; write metrics.json and a figure."""
+    from ..labels import COLOR_DICT
+    from ..metrics import class_scores, evaluate
+    from ..train.tiling import predict_tiled
+    from .plotting import plot_classes, plot_predictions
+
     if args.recipe == "paper":  # whole images, tile by tile; P(cell) is softmax class 1
         probs = predict_tiled(model, x_val, tile=options["tile"])[..., 1:2]
     else:
         probs = model.predict(x_val, batch_size=args.batch_size)
-    scores = evaluate(probs, y_val)
-    (out / "history.json").write_text(json.dumps(history.history, indent=1))
+    if probs.shape[-1] > 2:
+        scores = class_scores(probs, y_val)
+        names = [f"class {k}" for k in range(probs.shape[-1])]
+        plot_classes(x_val, y_val, probs, out / "predictions.png", COLOR_DICT, names)
+    else:
+        probs = probs[..., -1:]  # P(cell)
+        scores = evaluate(probs, y_val)
+        plot_predictions(x_val, y_val, probs, out / "predictions.png")
     (out / "metrics.json").write_text(json.dumps(scores, indent=1))
-    plot_history(history.history, out / "training_curves.png")
-    plot_predictions(x_val, y_val, probs, out / "predictions.png")
     print(f"Held-out scores (best weights): {json.dumps(scores)}")
-    print(
-        f"Wrote {out}/best_weights.npz, checkpoint.npz, metrics.json, history.json, "
-        "training_curves.png, predictions.png"
-    )
-    return 0
+    return ["metrics.json", "predictions.png"]
 
 
 def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
@@ -262,7 +351,6 @@ def _check_whole_image(model: UNet, hwc: tuple, path: Path) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-
     from ..data import image_files, read_image
     from ..model import load_model
 
@@ -271,12 +359,9 @@ def _predict(args: argparse.Namespace) -> int:
             f"numpy-unet predict: --threshold must lie in [0, 1] (it cuts probabilities), "
             f"got {args.threshold}"
         )
+    if args.resize and args.tile is not None:
+        raise ValueError("numpy-unet predict: --resize and --tile exclude each other")
     model = load_model(args.weights)
-    if model.config["num_classes"] > 2:
-        raise ValueError(
-            f"numpy-unet predict: {args.weights} is a {model.config['num_classes']}-class "
-            "model; predict writes P(cell) and a cell mask, for 1- and 2-class models only"
-        )
     if args.tile is not None:
         from ..train.tiling import check_tile
 
@@ -292,43 +377,23 @@ def _predict(args: argparse.Namespace) -> int:
     if not paths:
         raise FileNotFoundError("numpy-unet predict: no images found in " + ", ".join(args.images))
     out = Path(args.out)
-    targets = {p: (out / f"{p.stem}_prob.png", out / f"{p.stem}_mask.png") for p in paths}
-    by_name: dict[Path, list[Path]] = {}
-    for p, (prob_path, _) in targets.items():
-        by_name.setdefault(prob_path, []).append(p)
-    inputs = {p.resolve() for p in paths}
-    same = {(p.stat().st_dev, p.stat().st_ino) for p in paths}  # hard links too
-
-    def is_input(t: Path) -> bool:
-        return t.resolve() in inputs or (t.exists() and (t.stat().st_dev, t.stat().st_ino) in same)
-
-    on_inputs = [t for pair in targets.values() for t in pair if is_input(t)]
-    if on_inputs:
-        raise ValueError(
-            f"numpy-unet predict: the output {on_inputs[0]} would overwrite one of the input "
-            "images; write to another --out folder"
-        )
-    clashes = [sources for sources in by_name.values() if len(sources) > 1]
-    if clashes:  # before anything is written: one output name for two inputs loses one
-        names = " and ".join(str(p) for p in clashes[0])
-        raise ValueError(
-            f"numpy-unet predict: {names} would both be written to "
-            f"{targets[clashes[0][0]][0].name} in {out} ({len(clashes)} such clash(es)); "
-            "predict them into different --out folders, or rename them"
-        )
-    existing = [str(t) for pair in targets.values() for t in pair if t.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(
-            f"numpy-unet predict: {existing[0]} exists (and "
-            f"{len(existing) - 1} more); pass --overwrite to replace them"
-        )
-    if args.tile is None:  # check every size before writing anything
+    if args.seed_names:  # the seed's saveResult: N_predict.png
+        suffixes = ("_predict",)
+    elif model.config["num_classes"] > 2:  # each pixel in the colour of its class
+        suffixes = ("_classes",)
+    else:
+        suffixes = ("_prob", "_mask")
+    targets = {p: tuple(out / f"{p.stem}{suffix}.png" for suffix in suffixes) for p in paths}
+    _check_outputs(targets, paths, args.overwrite)
+    if args.tile is None and not args.resize:  # check every size before writing anything
         for p in paths:
             _check_whole_image(model, (*read_image(p, args.max_pixels).shape, 1), p)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # every check passed: now write
     try:
-        _predict_into(args, model, targets)
+        _predict_into(
+            model, targets, args.seed_names, args.resize, args.tile, args.threshold, args.max_pixels
+        )
     except BaseException:
         if created and not any(out.iterdir()):  # a run that wrote nothing leaves nothing
             out.rmdir()
@@ -336,23 +401,75 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_into(args: argparse.Namespace, model: UNet, targets: dict) -> None:
-    """Predict every image of ``targets`` and write its two PNGs."""
-    from matplotlib.image import imsave
+def _check_outputs(targets: dict, paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before anything is written, outputs that would replace an input, two inputs
+    that would write one output, and (without ``overwrite``) existing files."""
+    where = "numpy-unet predict"
+    by_name: dict[Path, list[Path]] = {}
+    for p, outputs in targets.items():
+        by_name.setdefault(outputs[0], []).append(p)
+    inputs = {p.resolve() for p in paths}
+    same = {(p.stat().st_dev, p.stat().st_ino) for p in paths}  # hard links too
 
-    from ..data import read_image
+    def is_input(t: Path) -> bool:
+        return t.resolve() in inputs or (t.exists() and (t.stat().st_dev, t.stat().st_ino) in same)
+
+    on_inputs = [t for outputs in targets.values() for t in outputs if is_input(t)]
+    if on_inputs:
+        raise ValueError(
+            f"{where}: the output {on_inputs[0]} would overwrite one of the input "
+            "images; write to another --out folder"
+        )
+    clashes = [sources for sources in by_name.values() if len(sources) > 1]
+    if clashes:  # one output name for two inputs loses one
+        names = " and ".join(str(p) for p in clashes[0])
+        first = targets[clashes[0][0]][0]
+        raise ValueError(
+            f"{where}: {names} would both be written to {first.name} in {first.parent} "
+            f"({len(clashes)} such clash(es)); predict them into different --out folders, "
+            "or rename them"
+        )
+    existing = [str(t) for outputs in targets.values() for t in outputs if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{where}: {existing[0]} exists (and {len(existing) - 1} more); pass --overwrite "
+            "to replace them"
+        )
+
+
+def _predict_into(
+    model: UNet,
+    targets: dict,
+    seed_names: bool,
+    resize_to: bool,
+    tile: int | None,
+    threshold: float = 0.5,
+    max_pixels: int = 2**26,
+) -> None:
+    """Predict every image of ``targets`` and write its PNGs: ``N_predict.png`` as the seed
+    (``seed_names``), else ``N_classes.png`` for several classes, or ``N_prob.png`` and
+    ``N_mask.png``. ``resize_to``: first resize each image to the network's input size, as
+    the seed's ``testGenerator`` does."""
+    from ..data import read_image, resize
+    from ..data.saving import prediction_picture, write_png
     from ..train.tiling import predict_tiled
 
-    for p, (prob_path, mask_path) in targets.items():
-        image = read_image(p, args.max_pixels)[:, :, None].astype(model.dtype)  # (H, W, 1)
-        if args.tile is not None:  # overlap-tile: any image size, output the image's size
-            probs = predict_tiled(model, image, tile=args.tile)
+    for p, outputs in targets.items():
+        image = read_image(p, max_pixels)  # (H, W)
+        if resize_to:
+            image = resize(image, tuple(model.config["input_shape"][:2]))
+        image = image[:, :, None].astype(model.dtype)  # (H, W, 1)
+        if tile is not None:  # overlap-tile: any image size, output the image's size
+            probs = predict_tiled(model, image, tile=tile)
         else:
             probs = model.predict(image[None])[0]  # (Ho, Wo, K)
-        prob = probs[:, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
-        imsave(prob_path, prob, cmap="gray", vmin=0, vmax=1)
-        imsave(mask_path, (prob >= args.threshold).astype(np.float32), cmap="gray", vmin=0, vmax=1)
-        print(f"{p} -> {prob_path}, {mask_path}")
+        if seed_names or probs.shape[-1] > 2:
+            write_png(outputs[0], prediction_picture(probs), overwrite=True)
+        else:
+            prob = probs[:, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
+            write_png(outputs[0], prob, overwrite=True)
+            write_png(outputs[1], (prob >= threshold).astype(np.float32), overwrite=True)
+        print(f"{p} -> " + ", ".join(str(t) for t in outputs))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -361,7 +478,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"numpy-unet demo: --seed must be >= 0, got {args.seed}")
 
-    run_demo(args.out, quick=args.quick, seed=args.seed)
+    run_demo(args.out, quick=args.quick, seed=args.seed, classes=args.classes)
     return 0
 
 
@@ -404,7 +521,7 @@ def _solutions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(p: argparse.ArgumentParser, filters: int, size: int | None) -> None:
+def _add_model_options(p: argparse.ArgumentParser, filters: int | None, size: int | None) -> None:
     p.add_argument("--size", type=int, default=size, help="image height and width")
     p.add_argument("--filters", type=int, default=filters, help="filters of the first level")
     p.add_argument("--depth", type=int, default=4, help="number of poolings")
@@ -435,6 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the images, the weights and the training"
     )
+    p.add_argument(
+        "--classes",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="1: cell vs membrane (sigmoid); 3: membrane, cell and organelle (softmax)",
+    )
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("train", help="train a UNet on generated membranes or a data folder")
@@ -444,17 +568,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="'synthetic', or a folder with image/ and label/ (or ISBI .tif stacks)",
     )
     p.add_argument("--images", type=int, default=64, help="how many synthetic images")
-    _add_model_options(p, filters=16, size=128)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    _add_model_options(p, filters=None, size=None)
+    p.add_argument("--epochs", type=int, default=None, help="basic: 10; seed: 1")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="seed: 300")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument(
         "--recipe",
-        choices=["seed", "paper"],
-        default="seed",
-        help="seed: 'same' UNet, Adam, binary cross-entropy (the blog's); paper: UNet.paper, "
-        "weighted cross-entropy with weight maps, SGD momentum 0.99, one tile per step, "
-        "elastic deformation (Ronneberger et al. 2015)",
+        choices=["basic", "seed", "paper"],
+        default="basic",
+        help="basic: the seed's UNet (16 filters, 128x128), Adam 1e-3, binary cross-entropy, "
+        "flips, quarter turns and a small affine, 20%% held out; seed: the seed's main.py "
+        "(64 filters, 256x256, Adam 1e-4, batch 2, 300 steps, 1 epoch, Keras's "
+        "ImageDataGenerator with the seed's arguments, every image trained on, best weights "
+        "on the training loss); paper: UNet.paper, weighted cross-entropy with weight maps, "
+        "SGD momentum 0.99, one tile per step, elastic deformation (Ronneberger et al. 2015)",
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=1,
+        help="1: a sigmoid (cell vs membrane); K >= 2: a softmax over K classes, trained with "
+        "categorical cross-entropy on masks holding 0 .. K-1 (generated data: 3 adds organelles)",
+    )
+    p.add_argument(
+        "--test",
+        default=None,
+        help="a folder of test images: after training, write their N_predict.png to "
+        "OUT/test/, resized to the network's size (the seed's main.py)",
     )
     p.add_argument(
         "--tile",
@@ -463,9 +603,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="paper recipe: the network's input tile (default: the smallest whose output "
         "covers a whole image)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate (1e-3; paper: 0.003)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (basic 1e-3, seed 1e-4, paper 0.003)"
+    )
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="seed recipe")
-    p.add_argument("--val-split", type=float, default=0.2)
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        help="fraction held out, the last images (0.2; seed: 0, all images trained on)",
+    )
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between saves")
     p.add_argument("--out", default="numpy-unet-run", help="output folder")
@@ -476,7 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="probability and mask PNGs for images")
-    p.add_argument("--weights", required=True, help="a .npz written by training")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="a .npz written by training, or Keras weights (.h5, .weights.h5, .keras; needs h5py)",
+    )
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", default="predictions", help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
@@ -490,6 +641,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="predict tile by tile with mirrored context (the U-Net paper's overlap-tile), "
         "so any image size works; N is the network's input tile, e.g. 572 for the paper's",
+    )
+    p.add_argument(
+        "--seed-names",
+        action="store_true",
+        help="write N_predict.png as the seed's saveResult: P(cell) in gray, or the classes "
+        "in the seed's COLOR_DICT colours",
+    )
+    p.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize each image to the network's input size first, as the seed's "
+        "testGenerator does (outputs are then of that size)",
     )
     p.set_defaults(func=_predict)
 
@@ -545,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # the command is the whole process: let glibc reuse freed memory
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError) as err:  # OSError: files, folders, full disks
+    except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: files, folders,
+        # full disks; ImportError: an optional extra missing (h5py for Keras files)
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves and says so itself)

@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from ..labels import label_to_rgb, to_labels
+
 # The overlay's colours (RGB in [0, 1]): white, orange and blue stay apart for colour-blind
 # readers too (orange and blue are the Okabe-Ito palette's safest pair).
 FOUND = (1.0, 1.0, 1.0)  # membrane predicted where the truth has membrane
@@ -110,6 +112,52 @@ def plot_predictions(
     ]
     axes[n - 1, 3].legend(
         handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.03), fontsize=8, ncol=1
+    )
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_classes(
+    images: np.ndarray,
+    masks: np.ndarray,
+    probs: np.ndarray,
+    path: str | Path,
+    colors: object,
+    class_names: list[str],
+    n: int = 4,
+    title: str = "",
+) -> str:
+    """One row per image: input, true classes, predicted classes, and where they differ.
+
+    Shapes: images (N, H, W, 1), masks (N, H, W, 1) class labels, probs (N, H, W, K) a
+    softmax output; classes are drawn in ``colors`` (see ``numpy_unet.labels.label_to_rgb``).
+    """
+    n = min(n, len(images))
+    fig = Figure(figsize=(12, 3 * n + 0.6), layout="constrained")
+    axes = np.asarray(fig.subplots(n, 4, squeeze=False))
+    for i in range(n):
+        true, pred = to_labels(masks[i]), to_labels(probs[i])  # (H, W) class numbers
+        wrong = np.stack([images[i, ..., 0]] * 3, axis=-1) * 0.5  # the input, darkened
+        wrong[true != pred] = (1.0, 0.2, 0.2)
+        panels = [
+            (images[i, ..., 0], "input"),
+            (label_to_rgb(true, colors), "true classes"),
+            (label_to_rgb(pred, colors), "predicted classes"),
+            (wrong, f"wrong pixels (red): {np.mean(true != pred):.1%}"),
+        ]
+        for ax, (picture, name) in zip(axes[i], panels):
+            ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(name, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    palette = np.asarray(colors) / 255
+    legend = [
+        Patch(facecolor=palette[k], edgecolor="0.3", label=name)
+        for k, name in enumerate(class_names)
+    ]
+    axes[n - 1, 2].legend(
+        handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.03), fontsize=8, ncol=3
     )
     if title:
         fig.suptitle(title)

@@ -2,6 +2,7 @@
 
 from .augment import Augmenter, augment_batch
 from .elastic import Compose, ElasticDeformation, elastic_deform
+from .image_data_generator import ImageDataGenerator
 from .loading import image_files, load_folder, read_image
 from .resize import resize
 from .synthetic import synthetic_membranes
@@ -12,6 +13,7 @@ __all__ = [
     "Augmenter",
     "Compose",
     "ElasticDeformation",
+    "ImageDataGenerator",
     "augment_batch",
     "elastic_deform",
     "image_files",

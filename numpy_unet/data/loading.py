@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .class_masks import levels_to_labels, pixels_to_labels, resize_labels
 from .resize import _is_positive_int, _parse_size, resize
 from .tiff import MAX_PIXELS as TIFF_MAX_PIXELS
 from .tiff import read_tiff_stack
@@ -77,6 +78,8 @@ def load_folder(
     size: int | tuple[int, int] | None = 256,
     max_images: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    classes: int | None = None,
+    palette: object | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load the images and masks of a folder, resized to one size.
 
@@ -95,13 +98,22 @@ def load_folder(
         Load only the first ``max_images`` pairs (in natural order: 2 before 10).
     max_pixels : int
         Refuse larger images before decoding them (see :func:`read_image`).
+    classes : int, optional
+        For masks of more than two classes: ``K``, and each mask pixel holds its class number
+        ``0 .. K-1`` (see :mod:`numpy_unet.data.class_masks`). None (the default) reads
+        two-class masks by the rules of the module docstring.
+    palette : array-like, optional
+        ``(K, 3)`` 8-bit colours: the masks are colour-coded, class ``k`` painted in
+        ``palette[k]`` (e.g. ``numpy_unet.labels.COLOR_DICT``). ``classes`` defaults to
+        ``len(palette)``.
 
     Returns
     -------
     images : np.ndarray
         float32, shape ``(N, h, w, 1)``, values in [0, 1].
     masks : np.ndarray
-        float32, shape ``(N, h, w, 1)``, values exactly 0.0 (membrane) or 1.0 (cell).
+        float32, shape ``(N, h, w, 1)``, values exactly 0.0 (membrane) or 1.0 (cell); with
+        ``classes`` or ``palette``, the class numbers 0.0, 1.0, ..., K - 1.
 
     Raises
     ------
@@ -125,15 +137,16 @@ def load_folder(
         raise ValueError(
             f"load_folder: max_images must be a positive int or None, got {max_images!r}"
         )
+    multi = _class_options(classes, palette)
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise FileNotFoundError(f"load_folder: {folder} {what}")
 
     if (folder / "image").is_dir() and (folder / "label").is_dir():
-        names, images, masks = _load_pairs(folder, max_images, max_pixels)
+        names, images, masks = _load_pairs(folder, max_images, max_pixels, multi)
     else:
         volume, labels = _find_stacks(folder)
-        names, images, masks = _load_stacks(volume, labels, max_images, max_pixels)
+        names, images, masks = _load_stacks(volume, labels, max_images, max_pixels, multi)
 
     if size is None:  # every image must then already have the same size
         for name, image in zip(names, images):
@@ -145,14 +158,35 @@ def load_folder(
                 )
         size = images[0].shape
     images = np.stack([resize(image, size) for image in images])
+    if multi is not None:  # class numbers, resized class by class
+        masks = np.stack([resize_labels(mask, size, multi["classes"]) for mask in masks])
+        return images[..., None], masks[..., None].astype(np.float32)
     masks = [(mask >= 0.5).astype(np.float32) for mask in masks]  # 0 and 1 before resizing
     masks = np.stack([resize(mask, size) > 0.5 for mask in masks])
     return images[..., None], masks[..., None].astype(np.float32)
 
 
+def _class_options(classes: object, palette: object) -> dict | None:
+    """None for two-class masks, else ``{"classes": K, "palette": palette or None}``."""
+    if classes is None and palette is None:
+        return None
+    if palette is not None:
+        palette = np.asarray(palette)
+        if classes is None:
+            classes = len(palette) if palette.ndim == 2 else 0
+    if not _is_positive_int(classes) or classes < 2:
+        raise ValueError(f"load_folder: classes must be an int of at least 2, got {classes!r}")
+    if palette is not None and (palette.ndim != 2 or len(palette) < classes):
+        raise ValueError(
+            f"load_folder: palette must hold one (R, G, B) colour per class ({classes}), got "
+            f"shape {palette.shape}"
+        )
+    return {"classes": int(classes), "palette": palette}
+
+
 # -- the two layouts ------------------------------------------------------------------------
 def _load_pairs(
-    folder: Path, max_images: int | None, max_pixels: int = MAX_PIXELS
+    folder: Path, max_images: int | None, max_pixels: int = MAX_PIXELS, multi: dict | None = None
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """The seed's layout: ``image/N.png`` with ``label/N.png``, matched by file name stem."""
     image_files = _image_files(folder / "image")
@@ -177,7 +211,7 @@ def _load_pairs(
     for stem in sorted(image_files, key=_natural_key)[:max_images]:
         image_file, label_file = image_files[stem], label_files[stem]
         image = read_image(image_file, max_pixels)
-        mask = _read_mask(label_file, max_pixels)
+        mask = _read_mask(label_file, max_pixels, multi)
         if image.shape != mask.shape:
             raise ValueError(
                 f"load_folder: the image {image_file} has shape {image.shape} but its label "
@@ -227,7 +261,11 @@ def _find_stacks(folder: Path) -> tuple[Path, Path]:
 
 
 def _load_stacks(
-    volume: Path, labels: Path, max_images: int | None, max_pixels: int = TIFF_MAX_PIXELS
+    volume: Path,
+    labels: Path,
+    max_images: int | None,
+    max_pixels: int = TIFF_MAX_PIXELS,
+    multi: dict | None = None,
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """Read the two TIFF stacks and check that their pages match."""
     images = read_tiff_stack(volume, max_pixels)
@@ -238,7 +276,10 @@ def _load_stacks(
             f"the label stack {labels} has shape {masks.shape}; they must match page for page"
         )
     images = images[:max_images] / np.iinfo(images.dtype).max
-    masks = _mask_to_unit(masks[:max_images], labels)
+    if multi is not None:  # gray class numbers (a TIFF stack holds no colours)
+        masks = levels_to_labels(masks[:max_images], multi["classes"], labels)
+    else:
+        masks = _mask_to_unit(masks[:max_images], labels)
     names = [f"{volume}, page {k}" for k in range(len(images))]
     return names, list(images), list(masks)
 
@@ -290,9 +331,15 @@ def _drop_alpha(pixels: np.ndarray) -> np.ndarray:
     return pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
 
 
-def _read_mask(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A mask file as floats in [0, 1] (see the module docstring), shape ``(H, W)``."""
+def _read_mask(path: Path, max_pixels: int = MAX_PIXELS, classes: dict | None = None) -> np.ndarray:
+    """A mask file as floats in [0, 1] (see the module docstring), shape ``(H, W)``; with
+    ``classes = {"classes": K, "palette": ...}``, as class numbers (see ``class_masks``)."""
     pixels = _read_pixels(path, "load_folder", max_pixels)
+    if classes is not None:
+        if pixels.dtype.kind == "f":  # a PNG: back to the stored values
+            pixels = _png_levels(pixels)
+        pixels = _drop_alpha(pixels) if pixels.ndim == 3 else pixels
+        return pixels_to_labels(pixels, classes["classes"], classes["palette"], path)
     if pixels.ndim == 3:
         channels = _drop_alpha(pixels)
         if not (channels == channels[..., :1]).all():
@@ -325,7 +372,7 @@ def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
             "out of the range of a mask: expected 0/1, 0/255 or 0/65535 (cell/membrane), or "
             f"gray levels reaching above half of 255 or 65535; divided by {scale}, every pixel "
             "would be membrane. If the mask numbers several classes or objects, make it binary "
-            "first (1 = cell, 0 = membrane)"
+            "first (1 = cell, 0 = membrane), or load it with classes=K"
         )
     return levels / scale
 

@@ -34,6 +34,10 @@ import numpy as np
 
 from .resample import reflect_index
 
+# with classes=3, a pixel is of class 'organelle' where its organelle darkens it by at least
+# this much (organelles darken by 0.4-0.75 at their core, less towards their soft edge)
+ORGANELLE_DARKENING = 0.25
+
 # -- Gaussian blur, written out -----------------------------------------------------------------
 
 
@@ -192,8 +196,9 @@ def _membrane_image(
     organelles: bool,
     noise: float,
     blur: tuple[float, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One ``(H, W)`` image, its mask and its cell labels; see `synthetic_membranes`."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One ``(H, W)`` image, its mask, its cell labels and its organelle pixels; see
+    `synthetic_membranes`."""
     # 1. cells, and the pixel grid after a smooth random displacement (amplitude about a
     # tenth of the cell spacing, correlation length about half of it)
     density = rng.uniform(*cells) / 128**2
@@ -253,8 +258,10 @@ def _membrane_image(
     image += 0.05 * smooth_noise(rng, (h, w), 2.0)  # coarser mottling
     image -= 0.3 * np.clip(smooth_noise(rng, (h, w), 1.0) - 1.8, 0.0, 1.0)  # specks
     image += 0.05 * smooth_noise(rng, (h, w), 0.25 * (h + w))  # uneven illumination
+    darkening = np.zeros((h, w))
     if organelles:
-        image *= 1.0 - _organelles(rng, to_border, width.max(), h, w, density)
+        darkening = _organelles(rng, to_border, width.max(), h, w, density)
+        image *= 1.0 - darkening
 
     # membranes: dark, a little uneven, drawn with anti-aliased edges: coverage in [0, 1] is
     # the share of the pixel under the membrane, above 0.5 exactly where the mask is 0
@@ -268,7 +275,8 @@ def _membrane_image(
     image += noise * rng.uniform(0.7, 1.3) * rng.standard_normal((h, w))
     low, high = np.percentile(image, [0.5, 99.5])
     image = np.clip((image - low) / (high - low), 0.0, 1.0)
-    return image.astype(np.float32), mask, label.astype(np.int32)
+    organelle = (darkening >= ORGANELLE_DARKENING) & ~membrane
+    return image.astype(np.float32), mask, label.astype(np.int32), organelle
 
 
 def _organelles(
@@ -336,6 +344,7 @@ def synthetic_membranes(
     noise: float = 0.08,
     blur: tuple[float, float] = (0.7, 1.3),
     return_labels: bool = False,
+    classes: int = 2,
 ) -> tuple[np.ndarray, ...]:
     """EM-like images of cells and membranes, with exact masks (see the module docstring).
 
@@ -365,6 +374,11 @@ def synthetic_membranes(
         Range of the standard deviation, in pixels, of the Gaussian blur, drawn per image.
     return_labels : bool
         Also return the cell each pixel belongs to (membrane pixels: the nearest cell).
+    classes : int
+        2 (membrane 0, cell 1: the ISBI task) or 3, which marks the dark organelles as a
+        class of their own: 0 membrane, 1 cell, 2 organelle (pixels darkened by at least
+        ``ORGANELLE_DARKENING``), for training a multi-class UNet. The images are the same
+        for both.
 
     Returns
     -------
@@ -372,7 +386,8 @@ def synthetic_membranes(
         ``(n, H, W, 1)`` float32 in [0, 1] (each image stretched to fill the range).
     masks : numpy.ndarray
         ``(n, H, W, 1)`` float32, exactly 1.0 on cell interiors and 0.0 on membranes. About
-        80% of the pixels are cells, as in the ISBI 2012 labels (78%).
+        80% of the pixels are cells, as in the ISBI 2012 labels (78%). With ``classes=3``,
+        the class labels 0.0, 1.0, 2.0 (organelles are about 2-3% of the pixels).
     labels : numpy.ndarray
         Only with ``return_labels=True``: ``(n, H, W)`` int32 cell numbers, for instance
         metrics such as the ISBI challenge's Rand error. Membranes separate different
@@ -400,12 +415,20 @@ def synthetic_membranes(
     if not np.isfinite(blur[1]) or blur[1] > max(h, w):
         raise ValueError(f"blur must be at most the image size ({max(h, w)} pixels), got {blur!r}")
 
+    if classes not in (2, 3) or isinstance(classes, bool):
+        raise ValueError(
+            f"classes must be 2 (membrane, cell) or 3 (and organelle), got {classes!r}"
+        )
+    if classes == 3 and not organelles:
+        raise ValueError("classes=3 marks the organelles as a class; it needs organelles=True")
     images = np.empty((int(n), h, w, 1), np.float32)
     masks = np.empty((int(n), h, w, 1), np.float32)
     labels = np.empty((int(n), h, w), np.int32)
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(int(n))):
         rng = np.random.default_rng(child)
-        images[i, ..., 0], masks[i, ..., 0], labels[i] = _membrane_image(
+        images[i, ..., 0], masks[i, ..., 0], labels[i], organelle = _membrane_image(
             rng, h, w, cells, thickness, organelles, noise, blur
         )
+        if classes == 3:
+            masks[i, ..., 0][organelle] = 2.0
     return (images, masks, labels) if return_labels else (images, masks)

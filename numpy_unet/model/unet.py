@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -94,6 +93,11 @@ class UNet:
     dtype : {'float32', 'float64'}
     seed : int, optional
         Seeds every layer's initialisation and every Dropout's masks.
+    pretrained_weights : path, optional
+        A weights file to load once built, as the seed's ``unet(pretrained_weights=...)``:
+        our ``.npz``, Keras's ``.h5``, ``.weights.h5`` or ``.keras``, or an ``np.savez``
+        export of ``get_weights()`` (see :meth:`load_weights`). It is not part of
+        :meth:`get_config`: the configuration describes the network, not its weights.
 
     Notes
     -----
@@ -116,6 +120,7 @@ class UNet:
         dtype: str = "float32",
         seed: int | None = None,
         name: str = "unet",
+        pretrained_weights: str | os.PathLike | None = None,
     ) -> None:
         if len(input_shape) != 3:
             raise ValueError(f"UNet: input_shape must be (H, W, C), got {input_shape!r}")
@@ -229,6 +234,8 @@ class UNet:
             )
         )
         self.rows = self.build(self.config["input_shape"])  # every parameter, and the crops
+        if pretrained_weights is not None:
+            self.load_weights(pretrained_weights)
 
     @classmethod
     def paper(cls, **options: object) -> UNet:
@@ -243,6 +250,19 @@ class UNet:
             name="unet_paper",
         )
         return cls(**(defaults | options))
+
+    @classmethod
+    def from_keras(cls, path: str | os.PathLike) -> UNet:
+        """The UNet a Keras file describes, with its weights: the seed's ``unet_membrane.hdf5``.
+
+        ``path``: Keras's legacy ``.h5``/``.hdf5`` (``model.save``, ``ModelCheckpoint``,
+        Keras 2's ``save_weights``), Keras 3's ``.weights.h5`` or ``.keras``, or an
+        ``np.savez(path, *keras_model.get_weights())`` export. The configuration is the
+        seed-style UNet (padding 'same', UpSampling2D) whose weights have the file's shapes;
+        the input shape is the one the file records, else (256, 256, C). Needs h5py for the
+        HDF5 and .keras files: ``pip install "numpy-unet[keras]"``.
+        """
+        return _model_from_file(path, "UNet.from_keras")
 
     # -- the network -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -491,12 +511,16 @@ class UNet:
         """The gradients of the last ``backward``, in :meth:`get_weights` order."""
         return _weights.get_gradients(self)
 
-    def save_weights(self, path: str, overwrite: bool = False) -> str:
-        """Write all weights and the configuration to an ``.npz`` file; returns the path."""
+    def save_weights(self, path: str | os.PathLike, overwrite: bool = False) -> str:
+        """Write the weights, atomically; returns the path. ``x.npz``: the weights and the
+        configuration (for :func:`load_model`); ``x.h5``: Keras's legacy HDF5 layout, which
+        ``keras_model.load_weights("x.h5")`` loads into the seed's Keras model (needs h5py)."""
         return _weights.save_weights(self, path, overwrite=overwrite)
 
-    def load_weights(self, path: str) -> None:
-        """Load weights saved by :meth:`save_weights` (or a Keras export, arr_0 ... arr_47)."""
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load weights: our ``.npz``, Keras's ``.h5``, ``.weights.h5`` or ``.keras``, or an
+        ``np.savez`` export of ``get_weights()`` (arr_0 ... arr_47). All or nothing: a file
+        of another network is refused and the model left unchanged."""
         _weights.load_weights(self, path)
 
     def get_config(self) -> dict:
@@ -596,35 +620,36 @@ def center_crop(skip_shape: tuple, up_shape: tuple) -> tuple[tuple[int, int], tu
 
 
 def load_model(path: str | os.PathLike) -> UNet:
-    """Build the UNet described by a ``save_weights`` file and load its weights.
+    """Build the UNet a weights file describes and load its weights.
 
-    The file's arrays are checked against its configuration (how many, which shapes) before
-    the model is built, so a small file claiming a huge network is refused at once.
+    ``path``: a ``save_weights`` file (``.npz`` with its configuration), a Keras file
+    (``.h5``, ``.weights.h5``, ``.keras``) or an ``np.savez`` export of ``get_weights()``;
+    for those two the configuration is the seed-style UNet their shapes describe (see
+    :meth:`UNet.from_keras`). The file's arrays are checked against the configuration (how
+    many, which shapes) before the model is built, so a small file claiming a huge network is
+    refused at once.
     """
-    config, arrays = _weights.read_weights(path, "load_model")
-    if config is None:
-        if Path(path).name == "checkpoint.npz":
-            raise ValueError(
-                f"load_model: {path} is a training checkpoint, not a weights file; use the "
-                "best_weights.npz beside it"
-            )
-        raise ValueError(
-            f"load_model: {path} holds weights but no configuration (a Keras export?); "
-            "build the UNet yourself and call model.load_weights(path)"
-        )
+    return _model_from_file(path, "load_model")
+
+
+def _model_from_file(path: str | os.PathLike, where: str) -> UNet:
+    config, arrays = _weights.read_model(path, where)
     expected = expected_shapes(config, path)
     found = [a.shape for a in arrays]
     if found != expected:
-        where = next((k for k, (a, b) in enumerate(zip(found, expected)) if a != b), None)
+        k = next((k for k, (a, b) in enumerate(zip(found, expected)) if a != b), None)
         detail = (
             f"{len(found)} arrays where it needs {len(expected)}"
             if len(found) != len(expected)
-            else f"array {where} has shape {found[where]}, its configuration needs "
-            f"{expected[where]}"
+            else f"array {k} has shape {found[k]}, its configuration needs {expected[k]}"
         )
-        raise ValueError(f"load_model: {path} does not match its own configuration: {detail}")
+        raise ValueError(f"{where}: {path} does not match its own configuration: {detail}")
     model = UNet(**config)
-    model.set_weights(arrays)
+    try:
+        model.set_weights(arrays)
+    except ValueError as err:  # NaN or inf in the file: name it
+        reason = str(err).removeprefix("UNet.set_weights: ")
+        raise ValueError(f"{where}: {path}: {reason}") from None
     return model
 
 

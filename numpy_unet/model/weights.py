@@ -1,8 +1,11 @@
-"""A model's weights as a list (Keras's order) and as an ``.npz`` file.
+"""A model's weights as a list (Keras's order) and as a file: ``.npz``, or Keras's own.
 
 The list is what Keras's ``model.get_weights()`` returns for the seed's model: kernel
 (kh, kw, cin, cout) then bias (cout,), conv after conv, 48 arrays for the default UNet.
-Weights exported from Keras with ``np.savez("w.npz", *model.get_weights())`` load directly.
+Our ``.npz`` holds the list and the configuration. Weights exported from Keras with
+``np.savez("w.npz", *model.get_weights())`` load directly, and so do Keras's files (``.h5``,
+``.weights.h5``, ``.keras``; see :mod:`.keras_files`, which needs h5py); for those two the
+configuration is the seed-style UNet the shapes describe.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_savez
+from . import keras_files
 
 # configuration entries that change the number or the shapes of the weights
 _ARCHITECTURE = ("filters", "depth", "padding", "upsampling", "num_classes", "head_conv")
@@ -65,14 +69,26 @@ def get_gradients(model: object) -> list[np.ndarray]:
 
 
 def save_weights(model: object, path: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write ``path`` (must end in .npz) atomically (see :func:`numpy_unet.files.atomic_savez`)."""
+    """Write ``path`` atomically, the format chosen by its suffix: ``.npz`` (the weights and
+    the configuration) or ``.h5`` (Keras's legacy layout, :func:`.keras_files.write_legacy_h5`).
+    """
     path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"UNet.save_weights: the file name must end in .npz, got {str(path)!r}")
+    if path.name.endswith(".weights.h5"):
+        raise ValueError(
+            f"UNet.save_weights: {path}: Keras 3's .weights.h5 layout is not written here; "
+            "name the file x.h5 for Keras's legacy layout, which keras_model.load_weights reads"
+        )
+    if path.suffix not in (".npz", ".h5", ".hdf5"):
+        raise ValueError(
+            "UNet.save_weights: the file name must end in .npz (numpy_unet's weights and "
+            f"configuration) or .h5 (Keras's legacy HDF5 layout), got {str(path)!r}"
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"UNet.save_weights: {path} exists; pass overwrite=True to replace it"
         )
+    if path.suffix != ".npz":
+        return str(keras_files.write_legacy_h5(model, path))
     arrays = {
         f"{k:03d}_{name.replace('/', '.')}": p for k, (name, p) in enumerate(model.params.items())
     }
@@ -99,10 +115,14 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
 
     Reads everything before anything is built: a damaged, truncated or foreign file, or a
     configuration that is not a UNet's, is a ValueError naming the file and what is wrong.
+    The config is None for a config-less ``.npz`` (a Keras export); for a Keras file it is
+    the one its shapes describe (:func:`.keras_files.infer_config`).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{where}: no such file: {path}")
+    if keras_files.is_keras_file(path):
+        return keras_files.read_keras_file(path, where)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -118,6 +138,20 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
         raise ValueError(f"{where}: {path} is not a readable weights file: {reason}") from None
     if config is not None:
         check_config(config, path, where)
+    return config, arrays
+
+
+def read_model(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
+    """(config, arrays) of any weights file; a config-less export of ``get_weights()`` gets
+    the configuration of the seed-style UNet its shapes describe."""
+    config, arrays = read_weights(path, where)
+    if config is None:
+        if Path(path).name == "checkpoint.npz":
+            raise ValueError(
+                f"{where}: {path} is a training checkpoint, not a weights file; use the "
+                "best_weights.npz beside it"
+            )
+        config = keras_files.config_from_weights(arrays, path, where)
     return config, arrays
 
 
@@ -137,7 +171,7 @@ def check_config(config: object, path: Path, where: str) -> None:
 
 
 def load_weights(model: object, path: str | os.PathLike) -> None:
-    """Load weights saved by ``save_weights`` (or a Keras export); all or nothing."""
+    """Load weights saved by ``save_weights``, a Keras file or export; all or nothing."""
     saved, weights = read_weights(path, "UNet.load_weights")
     if saved is not None:
         mine = model.get_config()
@@ -154,4 +188,8 @@ def load_weights(model: object, path: str | os.PathLike) -> None:
                 + "; ".join(diff)
                 + "); the model is unchanged"
             )
-    set_weights(model, weights)
+    try:
+        set_weights(model, weights)
+    except ValueError as err:  # a config-less file of another network: name the file
+        reason = str(err).removeprefix("UNet.set_weights: ")
+        raise ValueError(f"UNet.load_weights: {path}: {reason}") from None

@@ -37,6 +37,7 @@ LOSSES = {
     "dice": DiceLoss,
 }
 METRICS = {"accuracy": _metrics.pixel_accuracy, "dice": _metrics.dice, "iou": _metrics.iou}
+CLASS_MEANS = {"accuracy": "pixel_accuracy", "dice": "mean_dice", "iou": "mean_iou"}
 
 
 class History:
@@ -61,6 +62,16 @@ def get_loss(spec: str | Loss) -> Loss:
 def foreground(y_pred: np.ndarray) -> np.ndarray:
     """Probability of the cell class: the sigmoid output, or class 1 of a softmax."""
     return y_pred if y_pred.shape[-1] == 1 else y_pred[..., 1:2]
+
+
+def score(name: str, y_pred: np.ndarray, y: np.ndarray) -> float:
+    """Metric ``name`` of a batch: of the cell class for one or two classes, else the mean
+    over the classes (``metrics.class_scores``; 'accuracy' is then the pixel accuracy)."""
+    if y_pred.shape[-1] > 2:  # several classes
+        return _metrics.class_scores(y_pred, y)[CLASS_MEANS[name]]
+    if y.shape[-1] == 2:  # one-hot masks of two classes: the cell channel
+        y = y[..., 1:2]
+    return METRICS[name](foreground(y_pred), y)
 
 
 def loss_targets(loss: Loss, y: np.ndarray) -> np.ndarray:
@@ -122,7 +133,7 @@ def evaluate(
             y_pred = predict_tiled(model, x, tile=tile, batch_size=batch_size)
     logs = {"loss": loss_value(loss, y_pred, y, w)}
     for name in metrics:
-        logs[name] = METRICS[name](foreground(y_pred), y)
+        logs[name] = score(name, y_pred, y)
     return logs, y_pred
 
 
@@ -340,7 +351,7 @@ class Run:
         sums, t0 = state["sums"], self.t0
         for step in range(state["step"], self.steps):
             idx = order[step * b : (step + 1) * b]
-            xb, yb = self.x[idx], self.y[idx]  # (B, H, W, C), (B, H, W, 1)
+            xb, yb = self.x[idx], self.y[idx]  # (B, H, W, C), (B, H, W, 1 or K)
             wb = None if self.weights is None else self.weights[idx]  # (B, H, W)
             if self.augment is not None:
                 xb, yb, wb = _augment(self.augment, xb, yb, wb)
@@ -350,7 +361,7 @@ class Run:
             value, y_pred = train_step(model, model.optimizer, model.loss, xb, yb, wb)
             sums["loss"] = sums.get("loss", 0.0) + value
             for name in model.metrics:
-                sums[name] = sums.get(name, 0.0) + METRICS[name](foreground(y_pred), yb)
+                sums[name] = sums.get(name, 0.0) + score(name, y_pred, yb)
             state.update(step=step + 1, seconds=time.perf_counter() - t0)
             if self.verbose == 1 and sys.stdout.isatty():
                 progress = f"{step + 1}/{self.steps} - loss: {sums['loss'] / (step + 1):.4f}"
@@ -388,7 +399,8 @@ class Run:
         if self.verbose:
             end = "\r" if self.verbose == 1 and sys.stdout.isatty() else ""
             print(end + _line(epoch + 1, self.epochs, self.steps, logs["time"], logs), flush=True)
-        if self.validation is not None:  # said once, and again only when it changes
+        if self.validation is not None and val_pred.shape[-1] <= 2:  # said once, and again
+            # only when it changes
             warning = diagnose_predictions(foreground(val_pred), self.validation[1], model)
             kind = warning.split("(", 1)[1].split(":", 1)[0] if warning else None
             if warning and self.verbose and kind != self.warned:

@@ -75,16 +75,35 @@ def _check_data(
             f"{where}: the model maps x {x.shape} to {out}, but y has shape "
             f"{y.shape}; masks must match the output's height and width"
         )
-    if y.min() < 0 or y.max() > 1:
-        raise ValueError(
-            f"{where}: masks must lie in [0, 1], found values in [{y.min():g}, "
-            f"{y.max():g}]; divide masks stored as 0/255 by 255"
-        )
+    classes = model.compute_output_shape((1, tile, tile, x.shape[-1]) if tile else x.shape)[-1]
+    _check_masks(y, classes, where)
     if x.max() > 2:
         print(
             f"Warning: {where}: images reach {x.max():g}; 8-bit images usually need "
             "x / 255 to lie in [0, 1]",
             file=sys.stderr,
+        )
+
+
+def _check_masks(y: np.ndarray, classes: int, where: str) -> None:
+    """Masks for a model of ``classes`` outputs: in [0, 1] for one or two classes (1 = cell);
+    for more, class labels (N, H, W, 1) holding 0 .. K-1, or one-hot (N, H, W, K)."""
+    labels = classes > 2 and y.shape[-1] == 1
+    if classes > 2 and y.shape[-1] not in (1, classes):
+        raise ValueError(
+            f"{where}: the model predicts {classes} classes, so masks must be labels "
+            f"(N, H, W, 1) or one-hot (N, H, W, {classes}), got y {y.shape}"
+        )
+    top = classes - 1 if labels else 1
+    if y.min() < 0 or y.max() > top or (labels and (y != np.rint(y)).any()):
+        what = f"whole class numbers in [0, {top}]" if labels else "values in [0, 1]"
+        advice = (
+            "; divide masks stored as 0/255 by 255"
+            if top == 1
+            else f"; a model of {classes} classes takes labels 0 .. {classes - 1}"
+        )
+        raise ValueError(
+            f"{where}: masks must hold {what}, found values in [{y.min():g}, {y.max():g}]" + advice
         )
 
 

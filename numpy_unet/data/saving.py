@@ -1,0 +1,107 @@
+"""Writing predictions as pictures: the seed's ``saveResult`` and the PNGs of ``predict``.
+
+The seed's ``saveResult(save_path, results)`` writes one ``N_predict.png`` per prediction,
+``N`` counting from 0: for one class, the predicted probability of 'cell' as a gray image
+(white = 1); for several classes (``flag_multi_class=True``), each pixel in the colour of its
+class (``labelVisualize`` with ``COLOR_DICT``). `save_result` does the same, with two
+differences a user would want: it writes each file whole or not at all (a temporary file,
+then a rename), and it refuses to replace a file that is already there unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..files import temporary
+from ..labels import COLOR_DICT, label_to_rgb
+
+
+def prediction_picture(probs: np.ndarray, colors: object = COLOR_DICT) -> np.ndarray:
+    """What the seed saves of one prediction ``(H, W, K)``: P(cell) ``(H, W)`` in [0, 1] for
+    one or two classes (the sigmoid, or class 1 of a softmax), else the classes in colour
+    ``(H, W, 3)`` (see :func:`numpy_unet.labels.label_to_rgb`)."""
+    probs = np.asarray(probs)
+    if probs.ndim != 3:
+        raise ValueError(f"save_result: a prediction is (H, W, K), got shape {probs.shape}")
+    if probs.shape[-1] <= 2:
+        return np.clip(probs[..., -1], 0.0, 1.0)
+    return label_to_rgb(probs, colors)  # (H, W, K) -> (H, W, 3)
+
+
+def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = False) -> Path:
+    """Write a gray ``(H, W)`` or colour ``(H, W, 3)`` picture in [0, 1] as an 8-bit PNG
+    (values rounded to the nearest of 0, 1/255, ..., 1), through a temporary file renamed
+    over ``path``: a crash leaves the old file or the new, whole."""
+    import matplotlib.image  # here: writing pictures is the only part of data/ that needs it
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"write_png: {path} exists; pass overwrite=True to replace it")
+    levels = np.rint(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)  # 8-bit, rounded
+    if levels.ndim == 2:
+        levels = np.repeat(levels[..., None], 3, axis=-1)  # gray: three equal channels
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            matplotlib.image.imsave(f, levels, format="png")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_result(
+    save_path: str | os.PathLike,
+    predictions: np.ndarray,
+    names: list[str] | None = None,
+    *,
+    overwrite: bool = False,
+    colors: object = COLOR_DICT,
+) -> list[Path]:
+    """Write ``N_predict.png`` for each prediction, as the seed's ``saveResult`` does.
+
+    Parameters
+    ----------
+    save_path : str or os.PathLike
+        An existing folder (the seed writes beside its test images).
+    predictions : numpy.ndarray
+        ``(N, H, W, K)``, what ``model.predict`` returns.
+    names : list of str, optional
+        The ``N`` of each file name; by default ``0, 1, 2, ...`` as in the seed. Pass the
+        input files' stems to name outputs after inputs (``cell_a.png`` ->
+        ``cell_a_predict.png``).
+    overwrite : bool
+        Replace files already there; by default nothing is written if any one exists.
+    colors : array-like
+        The palette for several classes (the seed's ``COLOR_DICT`` by default).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in order.
+    """
+    folder, predictions = Path(save_path), np.asarray(predictions)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"save_result: {folder} is not a folder")
+    if predictions.ndim != 4:
+        raise ValueError(f"save_result: predictions are (N, H, W, K), got {predictions.shape}")
+    names = [str(i) for i in range(len(predictions))] if names is None else list(names)
+    if len(names) != len(predictions) or len(set(names)) != len(names):
+        raise ValueError(
+            f"save_result: {len(names)} names for {len(predictions)} predictions; give one "
+            "distinct name per prediction"
+        )
+    paths = [folder / f"{name}_predict.png" for name in names]
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:  # checked before anything is written
+        raise FileExistsError(
+            f"save_result: {existing[0]} exists (and {len(existing) - 1} more); pass "
+            "overwrite=True to replace them"
+        )
+    pictures = [prediction_picture(p, colors) for p in predictions]  # every check first
+    return [write_png(path, pic, overwrite=True) for path, pic in zip(paths, pictures)]
