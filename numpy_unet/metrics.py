@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .class_metrics import class_scores, confusion_matrix
+
 __all__ = [
     "class_scores",
     "confusion_matrix",
@@ -28,6 +30,7 @@ __all__ = [
     "iou",
     "pixel_accuracy",
     "rand_error",
+    "threshold_sweep",
 ]
 
 
@@ -418,70 +421,49 @@ def evaluate(y_pred: np.ndarray, y_true: np.ndarray, threshold: float = 0.5) -> 
     }
 
 
-# -- several classes ------------------------------------------------------------------------------
-def confusion_matrix(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(K, K)`` counts: entry ``[t, p]`` is the number of pixels of true class ``t``
-    predicted as class ``p``. ``pred`` and ``true`` are class numbers of the same shape."""
-    pairs = true.astype(np.int64).ravel() * num_classes + pred.astype(np.int64).ravel()
-    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def class_scores(y_pred: np.ndarray, y_true: np.ndarray) -> dict[str, object]:
-    """Pixel accuracy, IoU and Dice of every class, and their means over the classes.
+def threshold_sweep(
+    y_pred: np.ndarray,
+    y_true: np.ndarray,
+    thresholds: object = None,
+    metric: str = "rand_error",
+) -> dict[str, object]:
+    """Score a probability map at several thresholds; the ISBI 2012 evaluation reported the
+    best of such a sweep.
 
     Parameters
     ----------
-    y_pred : numpy.ndarray
-        A softmax output ``(N, H, W, K)`` (or ``(H, W, K)``), ``K >= 2``: each pixel is
-        predicted as its most probable class.
-    y_true : numpy.ndarray
-        The true classes: labels ``(N, H, W, 1)`` holding ``0 .. K-1``, or one-hot
-        ``(N, H, W, K)``.
+    y_pred, y_true
+        As in :func:`pixel_accuracy` (``y_pred`` the probability of 'cell').
+    thresholds : sequence of float, optional
+        Default: 0.05, 0.10, ..., 0.95.
+    metric : {'rand_error', 'pixel_accuracy', 'iou', 'dice'}
+        What to score; the Rand error is best when lowest, the others when highest.
 
     Returns
     -------
     dict
-        ``pixel_accuracy`` (fraction of all pixels whose class is right) and, for each class
-        ``k``, in lists of length K: ``accuracy`` (the fraction of class ``k``'s pixels found,
-        ``TP / (TP + FN)``), ``iou`` ``TP / (TP + FP + FN)`` and ``dice``
-        ``2 TP / (2 TP + FP + FN)``, counted one class against the rest over the whole batch.
-        A class in neither the truth nor the prediction scores NaN (and its accuracy is NaN
-        when it is not in the truth), and the means
-        ``mean_accuracy``, ``mean_iou``, ``mean_dice`` leave it out (as Keras's ``MeanIoU``
-        does), so that a class absent from a batch does not count as perfect.
+        ``thresholds`` and ``scores`` (lists), ``best_threshold`` and ``best_score``.
     """
-    y_pred, y_true = np.asarray(y_pred), np.asarray(y_true)
-    if y_pred.ndim == 3:
-        y_pred, y_true = y_pred[None], y_true[None]
-    k = y_pred.shape[-1] if y_pred.ndim == 4 else 0
-    if k < 2 or y_true.shape[:-1] != y_pred.shape[:-1] or y_true.shape[-1] not in (1, k):
+    functions = {
+        "rand_error": rand_error,
+        "pixel_accuracy": pixel_accuracy,
+        "iou": iou,
+        "dice": dice,
+    }
+    if metric not in functions:
         raise ValueError(
-            f"class_scores: expected y_pred (N, H, W, K) with K >= 2 and y_true (N, H, W, 1) "
-            f"labels or (N, H, W, K) one-hot, got y_pred {y_pred.shape} and y_true "
-            f"{y_true.shape}"
+            f"threshold_sweep: metric must be one of {sorted(functions)}, got {metric!r}"
         )
-    _check_values(y_pred, "class_scores", "y_pred")
-    _check_values(y_true, "class_scores", "y_true")
-    true = np.rint(y_true[..., 0]) if y_true.shape[-1] == 1 else np.argmax(y_true, axis=-1)
-    if y_true.shape[-1] == 1 and (
-        true.min() < 0 or true.max() >= k or (true != y_true[..., 0]).any()
-    ):
-        raise ValueError(
-            f"class_scores: labels must be whole numbers in [0, {k - 1}] for {k} classes, got "
-            f"values in [{y_true.min():g}, {y_true.max():g}]"
-        )
-    m = confusion_matrix(np.argmax(y_pred, axis=-1), true, k)
-    tp = np.diag(m).astype(np.float64)
-    fn, fp = m.sum(axis=1) - tp, m.sum(axis=0) - tp  # rows: truth, columns: prediction
-    seen = (tp + fp + fn) > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = {
-            "accuracy": np.where(tp + fn > 0, tp / (tp + fn), np.nan),  # needs true pixels
-            "iou": np.where(seen, tp / (tp + fp + fn), np.nan),
-            "dice": np.where(seen, 2 * tp / (2 * tp + fp + fn), np.nan),
-        }
-    out: dict[str, object] = {"pixel_accuracy": float(tp.sum() / m.sum())}
-    for name, values in per_class.items():
-        out[name] = [float(v) for v in values]
-        out[f"mean_{name}"] = float(np.nanmean(values)) if (~np.isnan(values)).any() else np.nan
-    return out
+    grid = (
+        np.round(np.arange(0.05, 0.951, 0.05), 2) if thresholds is None else np.asarray(thresholds)
+    )
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+        raise ValueError("threshold_sweep: thresholds must be a non-empty list of finite numbers")
+    scores = [functions[metric](y_pred, y_true, threshold=float(t)) for t in grid]
+    best = int(np.argmin(scores) if metric == "rand_error" else np.argmax(scores))
+    return {
+        "thresholds": [float(t) for t in grid],
+        "scores": scores,
+        "best_threshold": float(grid[best]),
+        "best_score": scores[best],
+    }

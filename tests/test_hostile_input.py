@@ -503,9 +503,7 @@ def test_cli_size_limits_and_summary_size_zero(tmp_path, capsys):
     assert "input height 0" in capsys.readouterr().err
 
 
-def test_predict_writes_the_classes_of_a_multi_class_model_and_refuses_a_bad_tile(
-    tmp_path, capsys
-):
+def test_predict_writes_the_classes_of_a_multi_class_model_and_refuses_a_bad_tile(tmp_path, capsys):
     three = UNet((16, 16, 1), filters=2, depth=2, num_classes=3, seed=0)
     weights = three.save_weights(tmp_path / "w3.npz")
     imsave(tmp_path / "a.png", np.zeros((16, 16)), cmap="gray")

@@ -26,6 +26,7 @@ LEVELS = {
     "gradcheck": 2,
     "metrics": 2,
     "labels": 2,  # class numbers and colours
+    "class_metrics": 2,
     "data": 3,
     "train": 4,  # fit, checkpoints, tiling: work on any model with forward and backward
     "model": 5,  # the UNet, which offers fit as Keras's Model does

@@ -431,3 +431,21 @@ def test_connected_components_refuses_bad_masks():
         connected_components(PRED_4X4)
     with pytest.raises(ValueError, match="NaN"):
         connected_components(np.full((2, 2), np.nan))
+
+
+def test_threshold_sweep_finds_the_best_threshold():
+    from numpy_unet.metrics import threshold_sweep
+
+    true = np.zeros((1, 12, 12, 1))
+    true[0, 1:5, 1:11] = 1  # two cells separated by a membrane row
+    true[0, 6:11, 1:11] = 1
+    probs = true * 0.9 + (1 - true) * 0.1
+    probs[0, 5, 2:10] = 0.7  # the membrane between them is unsure: above 0.5
+    sweep = threshold_sweep(probs, true)
+    assert sweep["thresholds"][0] == 0.05 and len(sweep["scores"]) == 19
+    assert rand_error(probs, true) > 0.1  # at 0.5 the two cells merge
+    assert sweep["best_score"] == 0.0 and 0.7 < sweep["best_threshold"] <= 0.9
+    acc = threshold_sweep(probs, true, thresholds=[0.5, 0.8], metric="pixel_accuracy")
+    assert acc["best_threshold"] == 0.8 and acc["best_score"] == 1.0
+    with pytest.raises(ValueError, match="metric must be one of"):
+        threshold_sweep(probs, true, metric="f1")

@@ -168,3 +168,23 @@ def test_errors_name_predict_tiled_and_what_would_work():
         predict_tiled(valid_unet(depth=3), image, tile=92)  # output 4 < 2**3
     with pytest.raises(ValueError, match="overlap 32 must be smaller than the tile 32"):
         predict_tiled(same_unet(), image, tile=32, overlap=32)
+
+
+def test_tta_averages_the_eight_orientations_and_is_equivariant():
+    from numpy_unet import UNet
+    from numpy_unet.train.tiling import predict_tiled
+
+    model = UNet.paper(input_shape=(60, 60, 1), filters=2, depth=2, seed=0)
+    x = np.random.default_rng(0).random((2, 37, 45, 1)).astype(np.float32)
+    mean = predict_tiled(model, x, tile=60, tta=True)
+    by_hand = 0
+    for k in range(4):
+        for mirror in (False, True):
+            xt = np.rot90(x[:, :, ::-1] if mirror else x, k, axes=(1, 2))
+            p = np.rot90(predict_tiled(model, np.ascontiguousarray(xt), tile=60), -k, axes=(1, 2))
+            by_hand = by_hand + (p[:, :, ::-1] if mirror else p)
+    np.testing.assert_allclose(mean, by_hand / 8, atol=1e-6)
+    assert not np.allclose(mean, predict_tiled(model, x, tile=60), atol=1e-3)  # it does something
+    # predicting a mirrored image with TTA gives the mirrored prediction
+    flipped = predict_tiled(model, np.ascontiguousarray(x[:, ::-1]), tile=60, tta=True)
+    np.testing.assert_allclose(flipped[:, ::-1], mean, atol=1e-6)

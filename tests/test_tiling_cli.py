@@ -50,3 +50,22 @@ def test_predict_without_tile_suggests_it_and_writes_nothing(tmp_path, capsys):
     bad_tile = ["predict", "--weights", weights, str(images), "--out", str(preds), "--tile", "50"]
     assert main(bad_tile) == 2
     assert "nearest valid tile sizes: 48 or 52" in capsys.readouterr().err
+
+
+def test_predict_tta_writes_the_mean_of_the_eight_orientations(tmp_path):
+    from numpy_unet.data import read_image
+    from numpy_unet.model import load_model
+    from numpy_unet.train.tiling import predict_tiled
+
+    images = tmp_path / "images"
+    odd_sized_images(images, [(37, 29)])
+    weights = saved_model(tmp_path)
+    assert (
+        main(["predict", "--weights", weights, str(images), "--out", str(tmp_path / "p"), "--tta"])
+        == 0
+    )
+    written = read_image(tmp_path / "p" / "em0_prob.png")
+    image = read_image(images / "em0.png")[:, :, None]
+    expected = predict_tiled(load_model(weights), image, tta=True)[..., -1]
+    assert written.shape == (37, 29)
+    np.testing.assert_allclose(written, expected, atol=0.5 / 255 + 1e-6)

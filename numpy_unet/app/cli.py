@@ -385,14 +385,21 @@ def _predict(args: argparse.Namespace) -> int:
         suffixes = ("_prob", "_mask")
     targets = {p: tuple(out / f"{p.stem}{suffix}.png" for suffix in suffixes) for p in paths}
     _check_outputs(targets, paths, args.overwrite)
-    if args.tile is None and not args.resize:  # check every size before writing anything
+    if args.tile is None and not args.resize and not args.tta:  # every size, before writing
         for p in paths:
             _check_whole_image(model, (*read_image(p, args.max_pixels).shape, 1), p)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # every check passed: now write
     try:
         _predict_into(
-            model, targets, args.seed_names, args.resize, args.tile, args.threshold, args.max_pixels
+            model,
+            targets,
+            args.seed_names,
+            args.resize,
+            args.tile,
+            args.threshold,
+            args.max_pixels,
+            args.tta,
         )
     except BaseException:
         if created and not any(out.iterdir()):  # a run that wrote nothing leaves nothing
@@ -445,6 +452,7 @@ def _predict_into(
     tile: int | None,
     threshold: float = 0.5,
     max_pixels: int = 2**26,
+    tta: bool = False,
 ) -> None:
     """Predict every image of ``targets`` and write its PNGs: ``N_predict.png`` as the seed
     (``seed_names``), else ``N_classes.png`` for several classes, or ``N_prob.png`` and
@@ -459,8 +467,8 @@ def _predict_into(
         if resize_to:
             image = resize(image, tuple(model.config["input_shape"][:2]))
         image = image[:, :, None].astype(model.dtype)  # (H, W, 1)
-        if tile is not None:  # overlap-tile: any image size, output the image's size
-            probs = predict_tiled(model, image, tile=tile)
+        if tile is not None or tta:  # overlap-tile: any image size, output the image's size
+            probs = predict_tiled(model, image, tile=tile, tta=tta)
         else:
             probs = model.predict(image[None])[0]  # (Ho, Wo, K)
         if seed_names or probs.shape[-1] > 2:
@@ -641,6 +649,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="predict tile by tile with mirrored context (the U-Net paper's overlap-tile), "
         "so any image size works; N is the network's input tile, e.g. 572 for the paper's",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average the predictions of the 8 orientations of each "
+        "image (4 quarter turns, each mirrored), 8 times the work",
     )
     p.add_argument(
         "--seed-names",

@@ -234,6 +234,7 @@ def predict_tiled(
     tile: int | tuple[int, int] | None = None,
     overlap: int | tuple[int, int] | None = None,
     batch_size: int = 2,
+    tta: bool = False,
 ) -> np.ndarray:
     """Predict an image of any size tile by tile, each tile's context mirrored at the border.
 
@@ -256,6 +257,10 @@ def predict_tiled(
         2**depth.
     batch_size : int
         Tiles per forward pass; memory grows with ``batch_size * tile**2``.
+    tta : bool
+        Test-time augmentation, as the paper's ISBI entry averaged over rotated inputs: predict
+        the image in its 8 orientations (4 quarter turns, each also mirrored), turn each
+        prediction back, and average them. 8 times the work.
 
     Returns
     -------
@@ -284,6 +289,15 @@ def predict_tiled(
         )
     if int(batch_size) < 1:
         raise ValueError(f"{where}: batch_size must be positive, got {batch_size}")
+    if tta:  # the mean over the 8 orientations, each prediction turned back
+        total = 0.0
+        for turns in range(4):
+            for mirror in (False, True):
+                xt = np.rot90(x[..., ::-1, :] if mirror else x, turns, axes=(-3, -2))
+                pred = predict_tiled(model, np.ascontiguousarray(xt), tile, overlap, batch_size)
+                pred = np.rot90(pred, -turns, axes=(-3, -2))  # undo the turn, then the mirror
+                total = total + (pred[..., ::-1, :] if mirror else pred)
+        return (total / 8).astype(model.dtype)
     batch = x if x.ndim == 4 else x[None]  # (N, H, W, C)
     n, h, w, _ = batch.shape
     tiles = _layout(model, (h, w), tile, overlap, where)
