@@ -1,14 +1,24 @@
 """Time the whole UNet: ``predict`` and one training step, beside PyTorch on the same CPU.
 
-What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
+What it measures (float32, 2 threads), for three networks by default: the seed's (64 filters,
+256x256, batch 1), the real-data setting of ``train_isbi.py`` (16 filters, 256x256, batch 2)
+and the demo's (8 filters, 128x128, batch 4); ``--filters/--size/--batch`` time one other.
 
 - numpy-unet ``predict(x)`` and one training step (forward in training mode, binary
-  cross-entropy, backward); medians over ``--repeats`` runs after one warm-up;
+  cross-entropy, backward);
 - where PyTorch is installed (``pip install torch==2.13.0``, CPU build), the same network
-  with the same weights in PyTorch, in the same process, the two alternating run by run so
-  that machine noise hits both alike; then the ratio numpy / PyTorch; and, as a sanity
-  check, the largest difference between the two predictions;
-- the same for the demo's small UNet (``numpy-unet demo``: filters 8, 128x128, batch 4);
+  with the same weights in PyTorch, in the same process, and the ratio numpy / PyTorch; as a
+  sanity check, the largest difference between the two predictions;
+- **timed in blocks, never interleaved**: one framework is warmed up and run ``--repeats``
+  times, then the other, and the whole twice over; each framework's figure is the median of
+  its better block. After a BLAS call OpenBLAS's threads keep spinning for a while, and a
+  framework run right after the other competes with them for the cores: alternating run by
+  run slows whichever comes second. A short pause separates the blocks;
+- PyTorch at its best on a CPU: its block runs with channels-first (NCHW) and channels-last
+  (NHWC memory, ``torch.channels_last``) tensors and weights, and the faster counts (both
+  are printed);
+- the machine's ``np.matmul`` float32 ceiling, measured in the same run (a 2048-cube
+  product), so that the GFLOP/s of each framework can be read against it;
 - peak memory of one training step: each framework runs in a fresh subprocess, takes one
   step, resets the kernel's peak-RSS counter (/proc/self/clear_refs), takes a second step and
   reports the peak RSS above the memory in use right after its imports (so weights,
@@ -21,8 +31,8 @@ What it measures (float32, batch 1 by default, the seed's UNet at 256x256x1):
 
 Run from the repository root::
 
-    python benchmarks/bench_unet.py                    # seed UNet, 256x256, 2 threads
-    python benchmarks/bench_unet.py --filters 16 --size 128
+    python benchmarks/bench_unet.py                    # the three networks, 2 threads
+    python benchmarks/bench_unet.py --filters 16 --size 128 --batch 2
     python benchmarks/bench_unet.py --quick            # 64x64, filters 8: a smoke test
     python benchmarks/bench_unet.py --layers --scaling  # plus per-layer and scaling tables
 """
@@ -43,9 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=256, help="input height and width")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--filters", type=int, default=64, help="64 is the seed's UNet")
+    p.add_argument("--size", type=int, default=None, help="input height and width")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--filters", type=int, default=None, help="64 is the seed's UNet")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads")
     p.add_argument("--quick", action="store_true", help="64x64, filters 8, 2 repeats")
@@ -62,7 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.filters, args.repeats = 64, 8, 2
+    args.networks = NETWORKS
+    if any(v is not None for v in (args.size, args.batch, args.filters)):  # one network
+        seed = NETWORKS[0][1:]
+        one = (args.filters or seed[0], args.size or seed[1], args.batch or seed[2])
+        args.networks = [("UNet", *one)]
+    args.filters, args.size, args.batch = args.networks[0][1:]  # the first, for --layers
     return args
+
+
+NETWORKS = [  # (label, filters, size, batch)
+    ("the seed's UNet", 64, 256, 1),
+    ("16 filters (train_isbi.py)", 16, 256, 2),
+    ("the demo's UNet", 8, 128, 4),
+]
 
 
 ARGS = parse_args()
@@ -102,7 +125,9 @@ def numpy_step(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
     model.backward(loss.backward())
 
 
-def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray):
+def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray, channels_last: bool = False):
+    """PyTorch's predict and training step of ``model``'s twin; with ``channels_last`` the
+    input, the target and the weights are in NHWC memory (``torch.channels_last``)."""
     import torch
     import torch.nn.functional as F
     from torch_unet import TorchUNet, to_numpy, to_torch
@@ -110,6 +135,12 @@ def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray):
     torch.set_num_threads(ARGS.threads)
     twin = TorchUNet(model)
     xt, yt = to_torch(x), to_torch(y)
+    if channels_last:
+        xt, yt = (t.contiguous(memory_format=torch.channels_last) for t in (xt, yt))
+        with torch.no_grad():
+            for w in twin.weights.values():
+                kernel = w["kernel"].detach().contiguous(memory_format=torch.channels_last)
+                w["kernel"] = kernel.requires_grad_(True)
 
     def predict() -> np.ndarray:
         with torch.no_grad():
@@ -152,11 +183,10 @@ def memory_child(which: str) -> None:
     print(json.dumps({"peak_mb": rss_mb("VmHWM") - base}))
 
 
-def measure_memory(which: str) -> float | None:
+def measure_memory(which: str, filters: int, size: int, batch: int) -> float | None:
     """Peak MB of a training step (see the module docstring), from a fresh subprocess."""
-    cmd = [sys.executable, __file__, "--memory-child", which]
-    for option in ("size", "batch", "filters", "threads"):
-        cmd += [f"--{option}", str(getattr(ARGS, option))]
+    cmd = [sys.executable, __file__, "--memory-child", which, "--threads", str(ARGS.threads)]
+    cmd += ["--filters", str(filters), "--size", str(size), "--batch", str(batch)]
     env = dict(os.environ)
     if which != "numpy-kept":
         env |= {"MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back at once
@@ -218,19 +248,29 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
         print(f"{layer.name:12}" + "".join(cells))
 
 
-def scaling_table() -> None:
-    """numpy-unet's predict and step time over input sizes and batch sizes (medians of 3):
+def scaling_table(torch_ok: bool) -> None:
+    """Training-step time over input sizes and batch sizes, for the 16-filter network and the
+    seed's, numpy-unet beside PyTorch (channels-last), each in its own block (medians of 3):
     the cost should grow linearly with the number of pixels."""
-    print(f"\n{'input':>16}{'predict ms':>12}{'step ms':>10}{'step ms/Mpixel':>16}")
-    for size, batch in [(64, 1), (128, 1), (256, 1), (512, 1), (128, 2), (128, 4)]:
-        model = UNet((size, size, 1), filters=ARGS.filters, seed=0)
-        rng = np.random.default_rng(0)
-        x = rng.random((batch, size, size, 1), dtype=np.float32)
-        y = (rng.random(x.shape) < 0.78).astype(np.float32)
-        p = _median_time(model.predict, x, batch_size=batch)
-        s = _median_time(numpy_step, model, x, y)
-        mpix = batch * size * size / 1e6
-        print(f"{f'{batch}x{size}x{size}':>16}{p * 1e3:12.0f}{s * 1e3:10.0f}{s * 1e3 / mpix:16.0f}")
+    print(
+        f"\n{'filters':>8}{'input':>14}{'numpy ms':>10}{'torch ms':>10}{'ratio':>7}"
+        f"{'numpy ms/Mpx':>14}"
+    )
+    for filters in (16, 64):
+        for size, batch in [(64, 1), (128, 1), (256, 1), (512, 1), (128, 2), (128, 4)]:
+            model = UNet((size, size, 1), filters=filters, seed=0)
+            x, y = make_inputs(np.random.default_rng(0), batch, size)
+            n = _median_time(numpy_step, model, x, y)
+            time.sleep(1.0)
+            t = None
+            if torch_ok:
+                t = _median_time(torch_runner(model, x, y, channels_last=True)[1])
+                time.sleep(1.0)
+            mpix = batch * size * size / 1e6
+            cells = f"{n * 1e3:10.0f}" + (
+                f"{t * 1e3:10.0f}{n / t:7.2f}" if t else f"{'-':>10}{'-':>7}"
+            )
+            print(f"{filters:8}{f'{batch}x{size}x{size}':>14}{cells}{n * 1e3 / mpix:14.0f}")
 
 
 def _median_time(fn, *args, repeats: int = 3, **kwargs) -> float:
@@ -244,8 +284,32 @@ def _median_time(fn, *args, repeats: int = 3, **kwargs) -> float:
     return statistics.median(times)
 
 
-def compare(label: str, size: int, filters: int, batch: int, torch_ok: bool) -> UNet:
-    """predict and training-step medians, numpy-unet and PyTorch alternating run by run."""
+def matmul_ceiling() -> float:
+    """GFLOP/s of a float32 ``np.matmul`` of two 2048 x 2048 matrices (median of 5)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((2048, 2048), dtype=np.float32) for _ in range(2))
+    return 2 * 2048**3 / _median_time(np.matmul, a, b, repeats=5) / 1e9
+
+
+def time_block(runs: dict) -> dict[str, float]:
+    """Medians of each run over ``--repeats``, after one warm-up each, the runs of one
+    framework only; then a pause, so that its BLAS threads are idle before the next block."""
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(ARGS.repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    time.sleep(1.0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def compare(
+    label: str, filters: int, size: int, batch: int, torch_ok: bool, ceiling: float
+) -> dict:
+    """predict and training-step times of numpy-unet and PyTorch, timed in blocks."""
     model = UNet((size, size, 1), filters=filters, seed=0)
     x, y = make_inputs(np.random.default_rng(0), batch, size)
     gflop = 2 * sum(r.mult_adds for r in model.rows) * batch / 1e9
@@ -253,35 +317,52 @@ def compare(label: str, size: int, filters: int, batch: int, torch_ok: bool) -> 
         f"\n{label}: filters {filters}, {model.count_params():,} parameters; input "
         f"{batch}x{size}x{size}x1 float32; forward {gflop:.2f} GFLOP"
     )
-    runs = {
-        "numpy predict": lambda: model.predict(x, batch_size=batch),
-        "numpy step": lambda: numpy_step(model, x, y),
+    blocks = {
+        "numpy": {
+            "predict": lambda: model.predict(x, batch_size=batch),
+            "step": lambda: numpy_step(model, x, y),
+        }
     }
     if torch_ok:
-        t_predict, t_step = torch_runner(model, x, y)
-        runs |= {"torch predict": t_predict, "torch step": t_step}
-        diff = np.abs(model.predict(x) - t_predict()).max()
+        for name, last in (("torch NCHW", False), ("torch NHWC", True)):
+            t_predict, t_step = torch_runner(model, x, y, channels_last=last)
+            blocks[name] = {"predict": t_predict, "step": t_step}
+        diff = np.abs(model.predict(x) - blocks["torch NHWC"]["predict"]()).max()
         print(f"max |numpy - torch| prediction difference {diff:.2e}")
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for fn in runs.values():
-        fn()  # warm-up
-    for _ in range(ARGS.repeats):
-        for name, fn in runs.items():  # alternate: numpy, then torch, then numpy ...
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"{'':16}{'numpy-unet':>14}{'PyTorch':>14}{'numpy/torch':>14}{'numpy GFLOP/s':>16}")
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(2):  # every framework's block, twice over; the better block counts
+        for name, runs in blocks.items():
+            for what, t in time_block(runs).items():
+                best.setdefault(name, {})[what] = min(t, best.get(name, {}).get(what, np.inf))
+    result = {"label": label, "filters": filters, "size": size, "batch": batch}
+    result |= {f"numpy_{k}": v for k, v in best["numpy"].items()}
+    header = f"{'':16}{'numpy-unet':>12}"
+    if torch_ok:
+        header += f"{'torch NCHW':>12}{'torch NHWC':>12}{'numpy/torch':>13}"
+    print(header + f"{'numpy GF/s':>12}{'torch GF/s':>12}   (matmul ceiling {ceiling:.0f})")
     for what, key, flop in (("predict", "predict", gflop), ("training step", "step", 3 * gflop)):
-        n, t = med[f"numpy {key}"], med.get(f"torch {key}")
-        cells = [
-            f"{n * 1e3:>12.0f}ms",
-            f"{t * 1e3:>12.0f}ms" if t else f"{'-':>14}",
-            f"{n / t:>14.2f}" if t else f"{'-':>14}",
-            f"{flop / n:>16.1f}",
-        ]
+        n = best["numpy"][key]
+        cells = [f"{n * 1e3:>10.0f}ms"]
+        if torch_ok:
+            nchw, nhwc = best["torch NCHW"][key], best["torch NHWC"][key]
+            t = min(nchw, nhwc)  # PyTorch at its best
+            result |= {f"torch_{key}": t, f"ratio_{key}": n / t}
+            cells += [f"{nchw * 1e3:>10.0f}ms", f"{nhwc * 1e3:>10.0f}ms", f"{n / t:>13.2f}"]
+            cells += [f"{flop / n:>12.1f}", f"{flop / t:>12.1f}"]
+        else:
+            cells += [f"{flop / n:>12.1f}"]
         print(f"{what:16}" + "".join(cells))
-    return model
+    mem = {
+        w: measure_memory(w, filters, size, batch)
+        for w in (["numpy", "torch"] if torch_ok else ["numpy"])
+    }
+    print("peak memory of a training step (weights, gradients, activations), in use:", end="")
+    print("".join(f"  {w} {m:.0f} MB" for w, m in mem.items() if m is not None), end="")
+    if mem.get("numpy") and mem.get("torch"):
+        print(f"  (ratio {mem['numpy'] / mem['torch']:.2f})", end="")
+        result["memory_ratio"] = mem["numpy"] / mem["torch"]
+    print()
+    return result
 
 
 def main() -> None:
@@ -290,35 +371,36 @@ def main() -> None:
         return
     keep_freed_memory()  # as the numpy-unet command does; PyTorch, in the same process, too
     torch_ok = have_torch()
+    ceiling = matmul_ceiling()
     print(
-        f"numpy {np.__version__}; {ARGS.threads} threads; medians of {ARGS.repeats} after 1 warm-up"
+        f"numpy {np.__version__}; {ARGS.threads} threads; np.matmul float32 ceiling "
+        f"{ceiling:.0f} GFLOP/s; medians of {ARGS.repeats} after 1 warm-up, each framework "
+        "in its own block, twice over, the better block counted"
     )
     if torch_ok:
         import torch
 
-        print(f"PyTorch {torch.__version__}, run alternately in the same process")
+        print(f"PyTorch {torch.__version__}, same process, blocks not interleaved")
     else:
         print("PyTorch not installed (pip install torch==2.13.0): numpy-unet only")
-    label = "the seed's UNet" if ARGS.filters == 64 else "UNet"
-    model = compare(label, ARGS.size, ARGS.filters, ARGS.batch, torch_ok)
-    x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
-
-    mem = {w: measure_memory(w) for w in (["numpy", "torch"] if torch_ok else ["numpy"])}
-    print("peak memory of a training step (weights, gradients, activations), in use:")
-    for which, peak in mem.items():
-        if peak is not None:
-            print(f"  {which:6} {peak:8.0f} MB")
-    if mem.get("numpy") and mem.get("torch"):
-        print(f"  ratio numpy/torch {mem['numpy'] / mem['torch']:.2f}")
-    kept = measure_memory("numpy-kept")
+    results = [compare(*network, torch_ok, ceiling) for network in ARGS.networks]
+    if torch_ok:
+        print("\nsummary, numpy-unet / PyTorch (lower is better; 1 = as fast):")
+        for r in results:
+            print(
+                f"  {r['label']:28} predict {r['ratio_predict']:.2f}   step {r['ratio_step']:.2f}"
+                + (f"   memory {r['memory_ratio']:.2f}" if "memory_ratio" in r else "")
+            )
+    kept = measure_memory("numpy-kept", ARGS.filters, ARGS.size, ARGS.batch)
     if kept is not None:
-        print(f"  numpy as it runs, freed memory kept for reuse: {kept:.0f} MB")
-    if not ARGS.quick:
-        compare("the demo's UNet (numpy-unet demo)", 128, 8, 4, torch_ok)
+        print(
+            f"numpy as it runs ({ARGS.networks[0][0]}), freed memory kept for reuse: {kept:.0f} MB"
+        )
     if ARGS.layers:
-        layer_table(model, x, y)
+        model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
+        layer_table(model, *make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size))
     if ARGS.scaling:
-        scaling_table()
+        scaling_table(torch_ok)
 
 
 if __name__ == "__main__":
