@@ -5,8 +5,9 @@ The 20 labelled images of ``../shared/data/isbi2012-membrane`` are resized to ``
 end, with the weights of the last epoch, on the same pixels for both recipes:
 
 - **paper**: ``UNet.paper`` with fewer filters (valid convs, cropped skips, transposed
-  convs, a 2-class softmax), the weighted cross-entropy with the paper's weight maps, SGD
-  with momentum 0.99, one tile per step (``--tile``, its context mirrored at the border),
+  convs, a 2-class softmax), trained with ``paper_recipe``'s defaults (the cross-entropy
+  weighted by the paper's separation term, Adam with a decaying rate), one tile per step
+  (``--tile``, its context mirrored at the border),
   elastic deformations, flips and quarter turns; held-out images predicted tile by tile
   (``predict_tiled``);
 - **seed**: the seed's 'same' UNet with the same filters, binary cross-entropy, Adam,
@@ -43,12 +44,16 @@ from numpy_unet.train.tiling import predict_tiled  # noqa: E402
 
 def train_paper(args, x_train, y_train, x_test) -> tuple[np.ndarray, float, UNet]:
     model = UNet.paper(input_shape=(args.tile, args.tile, 1), filters=args.filters, seed=args.seed)
-    options = paper_recipe(model, y_train, learning_rate=args.paper_lr, seed=args.seed)
+    steps = args.epochs * args.steps
+    options = paper_recipe(
+        model, y_train, learning_rate=args.paper_lr, decay_steps=steps, seed=args.seed
+    )
     out = model.compute_output_shape((1, args.tile, args.tile, 1))[1]
     print(
         f"\npaper recipe: UNet.paper, {args.filters} filters ({model.count_params():,} "
-        f"parameters), tile {args.tile} -> {out}; SGD {args.paper_lr}, momentum 0.99, "
-        "weighted cross-entropy, elastic deformation, batch 1"
+        f"parameters), tile {args.tile} -> {out}; paper_recipe's defaults: Adam "
+        f"{args.paper_lr or 1e-3} decaying over {steps} steps, cross-entropy weighted by the "
+        "separation term, elastic deformation, batch 1"
     )
     t0 = time.perf_counter()
     model.fit(
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tile", type=int, default=316, help="the paper network's input tile")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--steps", type=int, default=40, help="steps per epoch")
-    p.add_argument("--paper-lr", type=float, default=0.003)
+    p.add_argument("--paper-lr", type=float, default=None, help="default: paper_recipe's")
     p.add_argument("--seed-lr", type=float, default=1e-3)
     p.add_argument("--recipes", nargs="+", choices=["paper", "seed"], default=["paper", "seed"])
     p.add_argument("--train", type=int, default=15, help="images to train on; the rest score")

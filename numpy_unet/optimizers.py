@@ -10,10 +10,54 @@ from __future__ import annotations
 import numpy as np
 
 
-class Optimizer:
-    """Shared bookkeeping: the learning rate, the step count and the per-parameter state."""
+class CosineDecay:
+    """A learning rate that falls along a half cosine, as Keras's
+    ``keras.optimizers.schedules.CosineDecay`` (without its warm-up).
 
-    def __init__(self, learning_rate: float) -> None:
+    At step ``t`` (0, 1, ...; the optimizer's ``iterations`` before the update)::
+
+        cosine = 0.5 * (1 + cos(pi * t / decay_steps))        (1 ... 0)
+        lr(t) = initial_learning_rate * ((1 - alpha) * cosine + alpha)
+
+    with ``t`` capped at ``decay_steps``: from the initial rate down to ``alpha`` times it,
+    where it stays. Pass it to an optimizer in place of a number: ``Adam(CosineDecay(...))``.
+    """
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, alpha: float = 0.0) -> None:
+        if not float(initial_learning_rate) > 0:
+            raise ValueError(
+                f"CosineDecay: initial_learning_rate must be positive, got "
+                f"{initial_learning_rate!r}"
+            )
+        if not isinstance(decay_steps, (int, np.integer)) or decay_steps < 1:
+            raise ValueError(
+                f"CosineDecay: decay_steps must be a positive int, got {decay_steps!r}"
+            )
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"CosineDecay: alpha must be in [0, 1], got {alpha!r}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps, self.alpha = int(decay_steps), float(alpha)
+
+    def __call__(self, step: int) -> float:
+        done = min(step, self.decay_steps) / self.decay_steps  # 0 ... 1
+        cosine = 0.5 * (1 + np.cos(np.pi * done))  # 1 ... 0
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def get_config(self) -> dict:
+        return {"name": "CosineDecay"} | vars(self)
+
+
+class Optimizer:
+    """Shared bookkeeping: the learning rate, the step count and the per-parameter state.
+
+    ``learning_rate`` is a number, or a schedule such as :class:`CosineDecay`, which gives
+    the rate of each step; ``self.learning_rate`` is then the rate of the latest step.
+    """
+
+    def __init__(self, learning_rate: float | CosineDecay) -> None:
+        self.schedule = learning_rate if isinstance(learning_rate, CosineDecay) else None
+        if self.schedule is not None:
+            learning_rate = self.schedule(0)
         if not float(learning_rate) > 0:
             raise ValueError(
                 f"{type(self).__name__}: learning_rate must be positive, got {learning_rate!r}"
@@ -44,6 +88,8 @@ class Optimizer:
                 f"{type(self).__name__}.step: no gradient for {missing[0]}; call "
                 "model.backward() before the optimizer step"
             )
+        if self.schedule is not None:  # the rate of this step, as Keras: schedule(iterations)
+            self.learning_rate = self.schedule(self.iterations)
         self.iterations += 1
         for name, p in params.items():
             self._update(name, p, grads[name].astype(p.dtype, copy=False))
@@ -57,6 +103,8 @@ class Optimizer:
         a checkpoint keeps them, so that a resumed run continues with the same ones."""
         settings = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, bool))}
         settings.pop("iterations", None)
+        if self.schedule is not None:
+            settings["learning_rate"] = self.schedule.get_config()
         return {"name": type(self).__name__} | settings
 
     def get_state(self) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ TRAIN = ["train", "--images", "6", "--size", "32", "--filters", "2", "--depth", 
         (["--lr", "0"], "--lr must be a positive number"),
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--tile", "44"], "--tile applies to --recipe paper only"),
+        (["--class-balance"], "--class-balance applies to --recipe paper only"),
     ],
 )
 def test_train_refuses_arguments_that_cannot_make_a_run(tmp_path, capsys, extra, message):

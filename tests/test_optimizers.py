@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numpy_unet.optimizers import SGD, Adam, get_optimizer
+from numpy_unet.optimizers import SGD, Adam, CosineDecay, get_optimizer
 
 
 class Params:
@@ -98,3 +98,31 @@ def test_an_optimizer_refuses_a_model_of_other_shapes():
     opt.step(Params(np.zeros(3), np.ones(3)))
     with pytest.raises(ValueError, match="give each model its own optimizer"):
         opt.step(Params(np.zeros(4), np.ones(4)))
+
+
+def test_cosine_decay_follows_keras_formula_and_drives_the_optimizer():
+    schedule = CosineDecay(0.1, decay_steps=10, alpha=0.2)
+    for t in (0, 3, 5, 10, 15):  # Keras: initial * ((1 - alpha) * 0.5 (1 + cos(pi t / T)) + alpha)
+        cosine = 0.5 * (1 + np.cos(np.pi * min(t, 10) / 10))
+        assert schedule(t) == pytest.approx(0.1 * (0.8 * cosine + 0.2), abs=1e-15)
+    assert schedule(0) == pytest.approx(0.1) and schedule(10) == schedule(99) == pytest.approx(0.02)
+    # plain SGD with the schedule: step t moves p by -schedule(t) * g, t = 0, 1, ...
+    p = np.zeros(1)
+    opt = SGD(schedule)
+    for t in range(12):
+        opt.step(Params(p, np.ones(1)))
+        assert opt.learning_rate == schedule(t)
+    np.testing.assert_allclose(p, -sum(schedule(t) for t in range(12)), rtol=1e-14)
+    assert opt.get_config()["learning_rate"] == {
+        "name": "CosineDecay",
+        "initial_learning_rate": 0.1,
+        "decay_steps": 10,
+        "alpha": 0.2,
+    }
+    for bad, match in (
+        (dict(initial_learning_rate=0, decay_steps=5), "initial_learning_rate must be positive"),
+        (dict(initial_learning_rate=1, decay_steps=0), "decay_steps must be a positive int"),
+        (dict(initial_learning_rate=1, decay_steps=5, alpha=2), "alpha must be in"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            CosineDecay(**bad)

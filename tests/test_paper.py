@@ -9,6 +9,7 @@ from numpy_unet import UNet
 from numpy_unet.data import synthetic_membranes, weight_map
 from numpy_unet.gradcheck import ModelWithLoss, gradcheck
 from numpy_unet.losses import CategoricalCrossentropy
+from numpy_unet.optimizers import SGD, Adam, CosineDecay
 from numpy_unet.teach.checks import random_biases
 from numpy_unet.train.paper import paper_recipe, weight_maps
 from numpy_unet.train.tiling import sample_tiles
@@ -136,10 +137,13 @@ def test_cli_trains_the_paper_recipe_and_predicts_tile_by_tile(tmp_path, monkeyp
 
 def test_a_paper_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(tmp_path):
     # The tiles come from (seed, epoch, step) and the warps from the Compose's one generator,
-    # which the checkpoint saves: stopping after epoch 1 and resuming changes nothing.
+    # which the checkpoint saves, and the decaying learning rate from the optimizer's step
+    # count, which it saves too: stopping after epoch 1 and resuming changes nothing.
     x, y = synthetic_membranes(4, size=40, seed=0)
     unbroken = small_paper(44)
-    unbroken.fit(x, y, epochs=2, steps_per_epoch=2, verbose=0, **paper_recipe(unbroken, y))
+    unbroken.fit(
+        x, y, epochs=2, steps_per_epoch=2, verbose=0, **paper_recipe(unbroken, y, decay_steps=4)
+    )
     first = small_paper(44)
     first.fit(
         x,
@@ -148,7 +152,7 @@ def test_a_paper_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends
         steps_per_epoch=2,
         verbose=0,
         checkpoint_dir=tmp_path,
-        **paper_recipe(first, y),
+        **paper_recipe(first, y, decay_steps=4),
     )
     resumed = small_paper(44)
     resumed.fit(
@@ -159,7 +163,30 @@ def test_a_paper_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends
         verbose=0,
         checkpoint_dir=tmp_path,
         resume=True,
-        **paper_recipe(resumed, y),
+        **paper_recipe(resumed, y, decay_steps=4),
     )
     for a, b in zip(unbroken.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_paper_recipe_defaults_and_the_paper_to_the_letter():
+    _, y = synthetic_membranes(3, size=40, seed=0)
+    model = small_paper(44)
+    options = paper_recipe(model, y, decay_steps=100)  # the defaults the ablation chose
+    assert isinstance(model.optimizer, Adam) and isinstance(model.optimizer.schedule, CosineDecay)
+    assert model.optimizer.schedule(0) == 1e-3 and model.optimizer.schedule(100) == 1e-5
+    plain = weight_maps(y, class_balance=False)  # w_c = 1: the separation term on top of 1
+    np.testing.assert_array_equal(options["sample_weight"], plain)
+    cells = y[..., 0] == 1
+    assert np.all(plain[cells] == 1) and np.all(plain[~cells] >= 1) and plain.max() > 5
+    balanced = np.stack([weight_map(m[..., 0]) for m in y])  # the paper's w_c + separation
+    np.testing.assert_array_equal(weight_maps(y), balanced)
+    assert not np.array_equal(plain, balanced)
+
+    letter = small_paper(44)
+    options = paper_recipe(letter, y, optimizer="sgd", class_balance=True)
+    assert isinstance(letter.optimizer, SGD) and letter.optimizer.schedule is None
+    assert letter.optimizer.learning_rate == 0.003 and letter.optimizer.momentum == 0.99
+    np.testing.assert_array_equal(options["sample_weight"], balanced)
+    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
+        paper_recipe(small_paper(44), y, optimizer="rmsprop")
