@@ -190,3 +190,25 @@ def test_paper_recipe_defaults_and_the_paper_to_the_letter():
     np.testing.assert_array_equal(options["sample_weight"], balanced)
     with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
         paper_recipe(small_paper(44), y, optimizer="rmsprop")
+
+
+def test_a_decaying_rate_cannot_be_resumed_into_a_longer_run(tmp_path):
+    # The schedule is set for the run's whole length; resuming with another length would
+    # change the rates already used, so it is refused, and the message says why.
+    x, y = synthetic_membranes(4, size=40, seed=0)
+    first = small_paper(44)
+    options = paper_recipe(first, y, decay_steps=2)
+    first.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0, checkpoint_dir=tmp_path, **options)
+    longer = small_paper(44)
+    options = paper_recipe(longer, y, decay_steps=4)
+    with pytest.raises(ValueError, match="schedule set for the whole run"):
+        longer.fit(
+            x,
+            y,
+            epochs=2,
+            steps_per_epoch=2,
+            verbose=0,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            **options,
+        )

@@ -603,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on the training loss); paper: UNet.paper, cross-entropy weighted by the paper's "
         "separation term, one tile per step, elastic deformation (Ronneberger et al. 2015), "
         "Adam 1e-3 decaying to 1e-5 over the run (--optimizer sgd --lr 0.003 "
-        "--class-balance: the paper to the letter)",
+        "--class-balance: the paper's optimizer and weight map, the rate still decaying)",
     )
     p.add_argument(
         "--classes",

@@ -318,6 +318,12 @@ class Run:
                     for k, v in self.settings.items()
                     if saved.get(k) != v
                 ]
+                then, now = saved.get("optimizer", {}), self.settings["optimizer"]
+                if isinstance(now.get("learning_rate"), dict) and then != now:
+                    changed.append(
+                        "the learning rate follows a schedule set for the whole run, so "
+                        "resume with the same number of steps (epochs x steps_per_epoch)"
+                    )
                 raise ValueError(
                     f"resume: {path} was saved with other data or settings "
                     f"({'; '.join(changed)}); a resumed run must continue the same run"
