@@ -198,8 +198,9 @@ def measure_memory(which: str, filters: int, size: int, batch: int) -> float | N
 
 
 def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
-    """Forward and backward time of every layer in one training step, with each conv's
-    GFLOP/s beside a plain np.matmul of its im2col size (the BLAS ceiling)."""
+    """Forward and backward time of every layer in one training step (medians of 5 steps
+    after a warm-up), with each conv's GFLOP/s beside a plain np.matmul of its im2col size
+    (the BLAS ceiling)."""
     times: dict[str, list[float]] = {}
     originals = []
     for layer in model.layers:  # wrap each layer's forward and backward with a timer
@@ -216,7 +217,9 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
 
         layer.forward = timed(layer.forward, (layer.name, "fwd"))
         layer.backward = timed(layer.backward, (layer.name, "bwd"))
-    for _ in range(3):
+    numpy_step(model, x, y)  # a warm-up step, not counted: its first allocations page-fault
+    times.clear()
+    for _ in range(5):
         numpy_step(model, x, y)
     for layer, fwd, bwd in originals:
         layer.forward, layer.backward = fwd, bwd
