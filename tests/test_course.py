@@ -48,6 +48,8 @@ def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     assert "dcols @ kernel" not in conv
     fast = (student / "numpy_unet" / "fast" / "conv.py").read_text()
     assert "def backward" not in fast and "def forward" not in fast  # a stub: pays_off only
+    upconv = (student / "numpy_unet" / "fast" / "upconv.py").read_text()
+    assert "def backward" not in upconv and "def forward" not in upconv  # applies: never
     loops = (student / "numpy_unet" / "layers" / "loops.py").read_text()
     assert "def conv2d_forward_loops" in loops  # the forward references stay
     assert "def conv2d_backward_loops" not in loops and "def maxpool_backward_loops" not in loops

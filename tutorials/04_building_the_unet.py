@@ -797,6 +797,10 @@ for make, says in (
 # `model.summary()` computes the shapes without running anything. To confirm them, run a
 # real forward pass and record what every layer returns. The helper below wraps each
 # layer's `forward`, like a forward hook in PyTorch, then removes the wrappers again.
+# It also turns off the speed engine's switch (`fast`) on every conv: that engine computes
+# each `UpSampling2D` and the 2x2 conv after it in one go (`numpy_unet/fast/upconv.py`),
+# so the up-sampling layer's own `forward` would never run. Off, every layer runs, one
+# after the other, and the numbers are the same.
 #
 # In quick mode this cell uses a smaller model (8 filters, 64x64 input) so that it runs in
 # a moment; the full run pushes one 256x256 image through the full 31-million-parameter
@@ -807,7 +811,10 @@ for make, says in (
 def forward_with_shapes(model: UNet, x: np.ndarray) -> tuple[np.ndarray, dict]:
     """``model.forward(x)``, plus the output shape of every layer, by layer name."""
     seen = {}
+    fast = {layer.name: layer.fast for layer in model.layers if hasattr(layer, "fast")}
     for layer in model.layers:
+        if layer.name in fast:
+            layer.fast = False  # readable layers only: no fused up-sampling + conv
 
         def hooked(inputs, training=False, _forward=layer.forward, _name=layer.name):
             out = _forward(inputs, training=training)
@@ -820,15 +827,19 @@ def forward_with_shapes(model: UNet, x: np.ndarray) -> tuple[np.ndarray, dict]:
     finally:
         for layer in model.layers:
             del layer.forward  # back to the class's method
+            if layer.name in fast:
+                layer.fast = fast[layer.name]
     return y, seen
 
 
 runner = pick(model, UNet((64, 64, 1), filters=8, seed=0))
 size = runner.rows[0].shape[1]
 x = np.random.default_rng(0).random((1, size, size, 1), dtype=np.float32)
-t0 = time.perf_counter()
 y, seen = forward_with_shapes(runner, x)
+t0 = time.perf_counter()
+y_fast = runner.forward(x)  # again, timed, with the speed engine on
 seconds = time.perf_counter() - t0
+assert np.allclose(y_fast, y, atol=1e-5), "the speed engine gives the same numbers"
 mismatches = [row.name for row in runner.rows[1:] if seen[row.name][1:] != row.shape[1:]]
 print(f"{runner}")
 print(f"input {x.shape} -> output {y.shape}, values in [{y.min():.3f}, {y.max():.3f}]")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fast import upconv as fast_upconv
 from ..layers import (
     Concatenate,
     Conv2D,
@@ -280,9 +281,14 @@ class UNet:
             x = self.bottom.drop.forward(x, training)
         for level in self.up:  # expanding path
             skip = skips.pop()  # the skip of the same depth: last saved, first used
-            if level.upsample is not None:
-                x = level.upsample.forward(x)  # (N, 2h, 2w, 2f)
-            x = level.upconv.forward(x)  # (N, 2h, 2w, f)
+            if fast_upconv.applies(level.upsample, level.upconv):
+                # the speed engine: the two lines below in one, on the small map (the same
+                # numbers; numpy_unet/fast/upconv.py). Switch: Conv2D(fast=False)
+                x = fast_upconv.forward(level.upsample, level.upconv, x)  # (N, 2h, 2w, f)
+            else:
+                if level.upsample is not None:
+                    x = level.upsample.forward(x)  # (N, 2h, 2w, 2f)
+                x = level.upconv.forward(x)  # (N, 2h, 2w, f)
             if level.crop is not None:  # 'valid': the skip is larger, cut it to x's size
                 skip = level.crop.forward(skip)  # (N, 2h, 2w, f)
             x = level.merge.forward([skip, x])  # (N, 2h, 2w, 2f), skip first
@@ -309,9 +315,12 @@ class UNet:
             if level.crop is not None:
                 d_skip = level.crop.backward(d_skip)  # zeros where the skip was cropped
             d_skips.append(d_skip)
-            d = level.upconv.backward(d)
-            if level.upsample is not None:
-                d = level.upsample.backward(d)  # (N, h, w, 2f)
+            if fast_upconv.fused(level.upconv):  # forward took the speed engine's path
+                d = fast_upconv.backward(level.upconv, d)  # (N, h, w, 2f)
+            else:
+                d = level.upconv.backward(d)
+                if level.upsample is not None:
+                    d = level.upsample.backward(d)  # (N, h, w, 2f)
         if self.bottom.drop is not None:
             d = self.bottom.drop.backward(d)
         d = self.bottom.conv1.backward(self.bottom.conv2.backward(d))

@@ -94,6 +94,22 @@ def pays_off(c: int, f: int, ho: int, wo: int) -> bool:
     return False
 '''
 
+UPCONV_STUB = '''"""The speed engine's fused up-convolution is left out of the course copy.
+
+Without it, the UNet runs ``UpSampling2D`` and then ``Conv2D``, the layers of the exercises.
+"""
+
+
+def applies(upsample: object, upconv: object) -> bool:
+    """Never: the copy has no speed engine."""
+    return False
+
+
+def fused(upconv: object) -> bool:
+    """Never: the copy has no speed engine."""
+    return False
+'''
+
 
 def exercises_in(source: str) -> list[str]:
     """Names of the exercise blocks in a source file's text (a name once per block)."""
@@ -140,6 +156,8 @@ def _student_text(src: Path, text: str, names: list[str]) -> str:
     relative = src.relative_to(PACKAGE).as_posix()
     if relative == "fast/conv.py":
         return FAST_STUB
+    if relative == "fast/upconv.py":
+        return UPCONV_STUB
     if relative == "layers/loops.py":
         text = leave_out_backward_loops(text)
     if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is
