@@ -52,8 +52,9 @@ if str(ROOT) not in sys.path:  # run as a script: make the package importable
     sys.path.insert(0, str(ROOT))
 
 import numpy_unet.fast.conv as fast_conv  # noqa: E402
+import numpy_unet.fast.pairs as fast_pairs  # noqa: E402
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.fast import keep_freed_memory  # noqa: E402
+from numpy_unet.fast import conv_engine, keep_freed_memory  # noqa: E402
 from numpy_unet.layers import (  # noqa: E402
     Conv2D,
     Conv2DTranspose,
@@ -214,13 +215,16 @@ def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> float:
 
 
 def compare_algorithms(repeats: int, quick: bool) -> None:
-    """im2col against the speed engine on every conv of the seed's and the demo's UNets."""
-    nets = [("seed", 64, 256, 1), ("demo", 8, 128, 4)]
+    """im2col against the speed engine's two convolutions (shifted products and pixel
+    pairs) on every conv of the seed's, the 16-filter and the demo's UNets."""
+    nets = [("seed", 64, 256, 1), ("isbi16", 16, 256, 2), ("demo", 8, 128, 4)]
     if quick:
         nets = [("seed/4", 16, 64, 1), ("demo", 8, 128, 4)]
-    real = fast_conv.pays_off
-    fmt = "{:<6} {:<9} {:>15} {:>11} {:>11} {:>9} {:>8}"
-    print(fmt.format("net", "conv", "input", "im2col ms", "shifted ms", "faster", "rule"))
+    real = fast_conv.pays_off, fast_pairs.pays_off
+    fmt = "{:<7} {:<9} {:>15} {:>10} {:>11} {:>9} {:>8} {:>8}"
+    print(
+        fmt.format("net", "conv", "input", "im2col ms", "shifted ms", "pairs ms", "faster", "rule")
+    )
     rng = np.random.default_rng(0)
     for net, filters, size, batch in nets:
         seen = set()
@@ -230,16 +234,22 @@ def compare_algorithms(repeats: int, quick: bool) -> None:
             seen.add((c, f, h, k))
             x = rng.standard_normal((batch, h, h, c), dtype=DTYPE)
             times = {}
-            for engine in (False, True):
+            for engine in ("im2col", "shifted", "pairs"):
                 fast_conv.pays_off = lambda *shape: True  # noqa: E731 - force the engine on
-                layer = Conv2D(f, k, padding="same", activation="relu", seed=0, fast=engine)
+                fast_pairs.pays_off = lambda c, f, kw, on=engine == "pairs": on and kw >= 2
+                layer = Conv2D(f, k, padding="same", activation="relu", seed=0)
+                layer.fast = engine != "im2col"
                 times[engine] = fwd_bwd_seconds(layer, x, repeats)
-                fast_conv.pays_off = real
-            faster = "shifted" if times[True] < times[False] else "im2col"
-            rule = "shifted" if real(c, f, h, h) else "im2col"
+                fast_conv.pays_off, fast_pairs.pays_off = real
+            if k < 2:
+                times["pairs"] = float("nan")  # a 1x1 kernel has no pairs
+            faster = min((t, e) for e, t in times.items() if t == t)[1]
+            picked = conv_engine(c, f, (k, k), h, h)
+            rule = "im2col" if picked is None else picked.__name__.rsplit(".", 1)[1]
+            rule = "shifted" if rule == "conv" else rule
             shape = f"{batch}x{h}x{h}x{c}"
-            row = [net, name, shape, f"{times[False] * 1e3:.1f}", f"{times[True] * 1e3:.1f}"]
-            print(fmt.format(*row, faster, rule), flush=True)
+            ms = [f"{times[e] * 1e3:.1f}" for e in ("im2col", "shifted", "pairs")]
+            print(fmt.format(net, name, shape, *ms, faster, rule), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

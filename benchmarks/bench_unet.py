@@ -98,6 +98,7 @@ import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
 from numpy_unet.fast import keep_freed_memory  # noqa: E402
+from numpy_unet.fast import upconv as fast_upconv  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
 
 
@@ -217,12 +218,20 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
 
         layer.forward = timed(layer.forward, (layer.name, "fwd"))
         layer.backward = timed(layer.backward, (layer.name, "bwd"))
-    numpy_step(model, x, y)  # a warm-up step, not counted: its first allocations page-fault
-    times.clear()
-    for _ in range(5):
-        numpy_step(model, x, y)
-    for layer, fwd, bwd in originals:
-        layer.forward, layer.backward = fwd, bwd
+    # the speed engine's fused up-sampling + up-conv runs neither layer's own methods: time
+    # it under the up-conv's name (its up-sampling then shows as fused)
+    fused = fast_upconv.forward, fast_upconv.backward
+    fast_upconv.forward = lambda up, conv, x: timed(fused[0], (conv.name, "fwd"))(up, conv, x)
+    fast_upconv.backward = lambda conv, d: timed(fused[1], (conv.name, "bwd"))(conv, d)
+    try:
+        numpy_step(model, x, y)  # a warm-up step, not counted: its first allocations fault
+        times.clear()
+        for _ in range(5):
+            numpy_step(model, x, y)
+    finally:
+        fast_upconv.forward, fast_upconv.backward = fused
+        for layer, fwd, bwd in originals:
+            layer.forward, layer.backward = fwd, bwd
     macs = {r.name: r.mult_adds for r in model.rows}
     print(
         f"\n{'layer':12}{'fwd ms':>9}{'bwd ms':>9}{'fwd GF/s':>10}{'bwd GF/s':>10}"
@@ -230,6 +239,9 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
     )
     rng = np.random.default_rng(0)
     for layer in model.layers:
+        if (layer.name, "fwd") not in times:
+            print(f"{layer.name:12}   (fused into the next up-conv by the speed engine)")
+            continue
         f = statistics.median(times[(layer.name, "fwd")])
         b = statistics.median(times[(layer.name, "bwd")])
         flop = 2 * macs[layer.name] * ARGS.batch

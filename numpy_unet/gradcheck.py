@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -121,11 +122,13 @@ def _name_of(obj: object) -> str:
 
 
 def _generators(obj: object) -> list[np.random.Generator]:
-    """Every ``np.random.Generator`` reachable from ``obj``'s attributes, lists and dicts."""
+    """Every ``np.random.Generator`` reachable from ``obj``'s attributes, lists and dicts
+    (not through modules: a layer may keep one, e.g. the speed engine it used, and a
+    module's globals are not the layer's state)."""
     found, seen, todo = [], set(), [obj]
     while todo:
         o = todo.pop()
-        if id(o) in seen or isinstance(o, (np.ndarray, str, bytes, int, float)):
+        if id(o) in seen or isinstance(o, (np.ndarray, str, bytes, int, float, ModuleType)):
             continue
         seen.add(id(o))
         if isinstance(o, np.random.Generator):

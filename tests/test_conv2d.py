@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import numpy_unet.fast.conv as fast_conv
+import numpy_unet.fast.pairs as fast_pairs
 from numpy_unet import gradcheck
 from numpy_unet.gradcheck import away_from_kinks
 from numpy_unet.layers import Conv2D
@@ -17,12 +18,15 @@ from numpy_unet.layers.loops import conv2d_backward_loops, conv2d_forward_loops
 CONFIGS = list(itertools.product((1, 2, 3), ("same", "valid"), ((5, 6), (6, 5), (4, 4), (7, 3))))
 
 
-@pytest.fixture(params=["im2col", "fast"])
+@pytest.fixture(params=["im2col", "shifted", "pairs"])
 def fast(request, monkeypatch) -> bool:
-    """Conv2D's ``fast`` option, with the speed engine taking every shape, however small."""
-    if request.param == "fast":
+    """Conv2D's ``fast`` option, with the speed engine taking every shape, however small:
+    its shifted products (``fast/conv.py``), or those of pixel pairs (``fast/pairs.py``)."""
+    if request.param != "im2col":
         monkeypatch.setattr(fast_conv, "pays_off", lambda *shapes: True)
-    return request.param == "fast"
+        pairs = request.param == "pairs"
+        monkeypatch.setattr(fast_pairs, "pays_off", lambda c, f, kw: pairs and kw >= 2)
+    return request.param != "im2col"
 
 
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS)
@@ -61,14 +65,15 @@ def test_conv_gradcheck(k, padding, hw, activation, fast, rng):
     assert [c.name for c in report.checks] == ["input", "'kernel'", "'bias'"]
 
 
-@pytest.mark.parametrize("block", [3, 16])
+@pytest.mark.parametrize(("block", "chunk"), [(3, 10**9), (16, 10**9), (16, 40), (5, 70)])
 @pytest.mark.parametrize(("cin", "filters"), [(2, 5), (5, 2), (3, 3)])
 @pytest.mark.parametrize(("k", "padding", "hw"), CONFIGS[::3])
 def test_shifted_blocks_and_column_stacks_equal_loops(
-    block, cin, filters, k, padding, hw, fast, rng
+    block, chunk, cin, filters, k, padding, hw, fast, rng
 ):
     # small blocks send these small shapes through every path of fast/conv.py: several
-    # blocks and a last, shorter one; column stacks when Cin <= filters, plain products else
+    # blocks and a last, shorter one; column stacks when Cin <= filters, plain products else;
+    # the kernel gradient in chunks (and a shorter rest) when the chunk is small
     x = rng.standard_normal((2, *hw, cin))
     conv = Conv2D(filters, k, padding=padding, dtype="float64", seed=3, fast=fast)
     conv.build(x.shape)
@@ -76,6 +81,7 @@ def test_shifted_blocks_and_column_stacks_equal_loops(
     dy = rng.standard_normal(conv.compute_output_shape(x.shape))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fast_conv, "BLOCK", block)
+        mp.setattr(fast_conv, "CHUNK_WORK", chunk)  # C * F * rows
         y = conv.forward(x)
         dx = conv.backward(dy)
         kernel, bias = conv.params["kernel"], conv.params["bias"]

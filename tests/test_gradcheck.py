@@ -145,3 +145,16 @@ def test_loss_checker_catches_a_wrong_loss_gradient(rng):
     assert gradcheck_loss(DiceLoss(), p, y).passed
     with pytest.raises(GradcheckError, match="BrokenDice: gradient of y_pred"):
         gradcheck_loss(BrokenDice(), p, y)
+
+
+def test_the_checker_does_not_walk_into_modules():
+    # a layer may keep a module (Conv2D keeps the speed engine it used): its globals are
+    # not the layer's state, and their random generators are not the layer's to restore
+    import types
+
+    from numpy_unet.gradcheck import _generators
+
+    engine = types.ModuleType("engine")
+    engine.rng = np.random.default_rng(0)
+    layer = types.SimpleNamespace(engine=engine, rng=np.random.default_rng(1))
+    assert _generators(layer) == [layer.rng]

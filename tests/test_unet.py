@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from numpy_unet import UNet, gradcheck
+from numpy_unet.fast import upconv as fast_upconv
 from numpy_unet.gradcheck import ModelWithLoss
 from numpy_unet.layers import Conv2D, Dropout
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss
@@ -321,9 +322,22 @@ def test_backward_never_writes_into_an_array_a_layer_handed_back():
 
     for layer in model.layers:
         layer.backward = recording(layer)
+    fused = fast_upconv.backward  # the speed engine's up-sampling + up-conv, in one call
+
+    def fused_recorded(upconv, d):
+        out = fused(upconv, d)
+        handed_back.append((upconv.name, out, out.copy()))
+        return out
+
     x = np.random.default_rng(0).random((2, 16, 16, 1))
-    model.backward(np.random.default_rng(1).standard_normal(model.forward(x).shape))
-    assert len(handed_back) > len(model.layers)  # the merges hand back two each
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast_upconv, "backward", fused_recorded)
+        model.backward(np.random.default_rng(1).standard_normal(model.forward(x).shape))
+    names = [name for name, _, _ in handed_back]
+    assert [names.count(level.merge.name) for level in model.up] == [2, 2]  # two each
+    assert all(names.count(level.upconv.name) == 1 for level in model.up)
+    upsamplings = {level.upsample.name for level in model.up}  # fused into the up-convs
+    assert set(names) == {layer.name for layer in model.layers} - upsamplings
     changed = [name for name, a, before in handed_back if not np.array_equal(a, before)]
     assert changed == []
 

@@ -4,6 +4,11 @@
   default) uses it where :func:`numpy_unet.fast.conv.pays_off` says it is faster than the
   im2col math in ``layers/conv2d.py``; ``Conv2D(fast=False)`` never does. Both give the same
   numbers, which the tests check.
+- ``pairs.py``: for thin convolutions (at most 32 channels in and out), the same sum read
+  two pixels at a time, as a convolution with twice the channels: wider products.
+  :func:`conv_engine` picks the module for a shape.
+- ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
+  map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
 - ``allocator.py``: :func:`keep_freed_memory`, an explicit call that lets glibc reuse freed
   memory (10-25% off a training step here). Building a model does not make it; the
   ``numpy-unet`` command, the demo and the benchmarks do.
@@ -11,6 +16,20 @@
 Nothing in ``layers/`` needs this package to be correct.
 """
 
+from types import ModuleType
+
+from . import conv, pairs
 from .allocator import keep_freed_memory
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["conv_engine", "keep_freed_memory"]
+
+
+def conv_engine(
+    c: int, f: int, kernel_size: tuple[int, int], ho: int, wo: int
+) -> ModuleType | None:
+    """The speed engine's module for a convolution of C -> F channels and an Ho x Wo output
+    (``pairs`` or ``conv``: both have ``forward`` and ``backward``), or None where the
+    im2col of ``layers/conv2d.py`` is as fast."""
+    if not conv.pays_off(c, f, ho, wo):
+        return None
+    return pairs if pairs.pays_off(c, f, kernel_size[1]) else conv

@@ -151,7 +151,9 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
     dxp = np.empty((n * hp * wp, c), dz.dtype)
     shifted_sum(dz_pad, flipped, wp, dxp)  # (N*Hp*Wp, C)
 
-    if stack_rows(c, f, kh, rows):
+    if chunked_grad(c, f, rows):
+        dkernel = kernel_grad_in_chunks(flat, dz_grid, kh, kw, wp)
+    elif stack_rows(c, f, kh, rows):
         # the kernel gradient a kernel column at a time, with the row stacks of shifted_sum:
         # dK[:, j] (kh*C, F) = sum over blocks of stacked[j : j + B].T @ dz_grid[block]
         dk_columns = np.zeros((kw, kh * c, f), kernel.dtype)
@@ -168,3 +170,39 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
             s = i * wp + j
             np.matmul(flat[s : s + rows].T, dz_grid, out=dkernel[i, j])  # (C, F)
     return dxp.reshape(n, hp, wp, c), dkernel
+
+
+CHUNK_WORK = 2**19  # C * F * rows of one product of the chunked kernel gradient
+THIN = 32 * 32  # C * F up to which the kernel gradient is summed in chunks
+
+
+def chunk_rows(c: int, f: int) -> int:
+    """Rows per product of :func:`kernel_grad_in_chunks`: 2048 for 16 x 16 channels, 512
+    for 32 x 32. OpenBLAS runs products this small on one thread, and runs them 1.5-4x
+    faster than it runs one long (C, L) @ (L, F) product on two threads."""
+    return max(1, CHUNK_WORK // (c * f))
+
+
+def chunked_grad(c: int, f: int, rows: int) -> bool:
+    """Sum the kernel gradient of a thin layer (C * F <= 32 * 32) in chunks? From 64 x 32
+    on, the long products are as fast; measured on the UNets' shapes here."""
+    return c * f <= THIN and rows >= 2 * chunk_rows(c, f)
+
+
+def kernel_grad_in_chunks(
+    flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int
+) -> np.ndarray:
+    """``dK[i, j] = flat[s : s + L].T @ dz_grid`` (s = i*wp + j, L = len(dz_grid)), each
+    product cut into :func:`chunk_rows` pieces that ``np.matmul`` runs as one stack, then
+    summed."""
+    rows, (c, f) = len(dz_grid), (flat.shape[1], dz_grid.shape[1])
+    chunk = chunk_rows(c, f)
+    whole = rows // chunk * chunk  # rows in whole chunks; the rest is one more product
+    dz_chunks = dz_grid[:whole].reshape(-1, chunk, f)  # (B, chunk, F)
+    dkernel = np.empty((kh, kw, c, f), flat.dtype)
+    for i, j in np.ndindex(kh, kw):
+        s = i * wp + j
+        x_chunks = flat[s : s + whole].reshape(-1, chunk, c).transpose(0, 2, 1)  # (B, C, chunk)
+        np.sum(np.matmul(x_chunks, dz_chunks), axis=0, out=dkernel[i, j])  # (C, F)
+        dkernel[i, j] += flat[s + whole : s + rows].T @ dz_grid[whole:]
+    return dkernel

@@ -1,8 +1,9 @@
 """Conv2D: the 2-D convolution of Keras (a cross-correlation), stride 1, with im2col.
 
 The same computation one index at a time is ``loops.conv2d_forward_loops`` and
-``loops.conv2d_backward_loops``; a faster one is ``numpy_unet/fast/conv.py``, behind the
-one switch ``fast`` below. The tests check that all three give the same numbers.
+``loops.conv2d_backward_loops``; faster ones are in the speed engine (``numpy_unet/fast/``:
+``conv.py``, ``pairs.py``), behind the one switch ``fast`` below. The tests check that all
+of them give the same numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..fast import conv as fast_conv
+from ..fast import conv_engine
 from .activations import get_activation
 from .base import Layer, as_float_dtype
 from .initializers import get_initializer
@@ -59,9 +60,10 @@ class Conv2D(Layer):
         Seed of the kernel initializer.
     name : str, optional
     fast : bool
-        True: where ``numpy_unet.fast.conv.pays_off`` says so (8 or more input channels,
-        except small images), compute with the speed engine's shifted products instead of
-        the im2col below; the same numbers, faster. False: always the im2col below.
+        True: where ``numpy_unet.fast.conv_engine`` picks one (8 or more input channels,
+        except small images), compute with the speed engine (``fast/conv.py``, or
+        ``fast/pairs.py`` for at most 32 channels) instead of the im2col below; the same
+        numbers, faster. False: always the im2col below.
     **options
         ``retain_cache``, ``check_finite``: see :class:`Layer`.
     """
@@ -121,9 +123,9 @@ class Conv2D(Layer):
             )
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         kernel, bias = self.params["kernel"], self.params.get("bias")
-        use_fast = self.fast and fast_conv.pays_off(x.shape[-1], f, ho, wo)
-        if use_fast:  # the speed engine: the same numbers as the four lines below, faster
-            z = fast_conv.forward(xp, kernel, ho, wo, bias)  # (N, Ho, Wo, F)
+        engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo) if self.fast else None
+        if engine is not None:  # the speed engine: the same numbers as the four lines below
+            z = engine.forward(xp, kernel, ho, wo, bias)  # (N, Ho, Wo, F)
         else:
             # >>> exercise conv2d_forward: cut by `exercises --level forward`
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
@@ -134,16 +136,16 @@ class Conv2D(Layer):
         y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)
-        return self._remember(y, x, use_fast)
+        return self._remember(y, x, engine)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        x, use_fast = self._take_cache()
+        x, engine = self._take_cache()
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
         dz = dz.astype(self.dtype, copy=False)
-        if use_fast:  # the speed engine, as in forward
-            dxp, dkernel = fast_conv.backward(xp, self.params["kernel"], dz)
+        if engine is not None:  # the speed engine, as in forward
+            dxp, dkernel = engine.backward(xp, self.params["kernel"], dz)
             self.grads = {"kernel": dkernel}
             if self.use_bias:
                 self.grads["bias"] = dz.sum(axis=(0, 1, 2))
