@@ -5,7 +5,8 @@ What it measures (float32, 2 threads), for three networks by default: the seed's
 and the demo's (8 filters, 128x128, batch 4); ``--filters/--size/--batch`` time one other.
 
 - numpy-unet ``predict(x)`` and one training step (forward in training mode, binary
-  cross-entropy, backward);
+  cross-entropy, backward), as ``predict`` and ``fit`` run them: with the speed engine,
+  which for networks of at most 32 filters splits a batch over the cores;
 - where PyTorch is installed (``pip install torch==2.13.0``, CPU build), the same network
   with the same weights in PyTorch, in the same process, and the ratio numpy / PyTorch; as a
   sanity check, the largest difference between the two predictions;
@@ -98,8 +99,10 @@ import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
 from numpy_unet.fast import keep_freed_memory  # noqa: E402
+from numpy_unet.fast import parallel as fast_parallel  # noqa: E402
 from numpy_unet.fast import upconv as fast_upconv  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
+from numpy_unet.train.fit import forward_backward  # noqa: E402
 
 
 def have_torch() -> bool:
@@ -120,10 +123,10 @@ def make_inputs(rng: np.random.Generator, batch: int, size: int) -> tuple[np.nda
 
 
 def numpy_step(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
-    """Forward in training mode, BCE, backward: everything but the optimizer update."""
-    loss = BinaryCrossentropy()
-    loss.forward(model.forward(x, training=True), y)
-    model.backward(loss.backward())
+    """Forward in training mode, BCE, backward: everything but the optimizer update, as
+    ``fit`` runs it (for thin networks, with the batch split over the cores:
+    numpy_unet/fast/parallel.py)."""
+    forward_backward(model, BinaryCrossentropy(), x, y)
 
 
 def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray, channels_last: bool = False):
@@ -220,6 +223,8 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
         layer.backward = timed(layer.backward, (layer.name, "bwd"))
     # the speed engine's fused up-sampling + up-conv runs neither layer's own methods: time
     # it under the up-conv's name (its up-sampling then shows as fused)
+    workers = fast_parallel.WORKERS
+    fast_parallel.WORKERS = 1  # layer by layer: the whole batch through each, no parts
     fused = fast_upconv.forward, fast_upconv.backward
     fast_upconv.forward = lambda up, conv, x: timed(fused[0], (conv.name, "fwd"))(up, conv, x)
     fast_upconv.backward = lambda conv, d: timed(fused[1], (conv.name, "bwd"))(conv, d)
@@ -229,6 +234,7 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
         for _ in range(5):
             numpy_step(model, x, y)
     finally:
+        fast_parallel.WORKERS = workers
         fast_upconv.forward, fast_upconv.backward = fused
         for layer, fwd, bwd in originals:
             layer.forward, layer.backward = fwd, bwd

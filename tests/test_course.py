@@ -50,6 +50,8 @@ def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     assert "def backward" not in fast and "def forward" not in fast  # a stub: pays_off only
     upconv = (student / "numpy_unet" / "fast" / "upconv.py").read_text()
     assert "def backward" not in upconv and "def forward" not in upconv  # applies: never
+    parallel = (student / "numpy_unet" / "fast" / "parallel.py").read_text()
+    assert "def forward" not in parallel and "def applies" in parallel  # never
     loops = (student / "numpy_unet" / "layers" / "loops.py").read_text()
     assert "def conv2d_forward_loops" in loops  # the forward references stay
     assert "def conv2d_backward_loops" not in loops and "def maxpool_backward_loops" not in loops
@@ -197,4 +199,5 @@ def test_the_copy_holds_no_backward_helper_a_student_could_call(student):
             for node in ast.walk(tree)
             if isinstance(node, ast.FunctionDef) and "backward" in node.name
         }
-    assert names == {"backward", "_check_backward", "leave_out_backward_loops"}, names
+    # forward_backward: fit's step, the model's forward, the loss, the model's backward
+    assert names == {"backward", "_check_backward", "leave_out_backward_loops", "forward_backward"}

@@ -110,6 +110,20 @@ def fused(upconv: object) -> bool:
     return False
 '''
 
+PARALLEL_STUB = '''"""The speed engine's data parallelism is left out of the course copy.
+
+Without it, ``fit`` and ``predict`` run the whole batch through the layers of the
+exercises, one after the other.
+"""
+
+WORKERS = 1
+
+
+def applies(model: object, n: int) -> bool:
+    """Never: the copy has no speed engine."""
+    return False
+'''
+
 
 def exercises_in(source: str) -> list[str]:
     """Names of the exercise blocks in a source file's text (a name once per block)."""
@@ -158,6 +172,8 @@ def _student_text(src: Path, text: str, names: list[str]) -> str:
         return FAST_STUB
     if relative == "fast/upconv.py":
         return UPCONV_STUB
+    if relative == "fast/parallel.py":
+        return PARALLEL_STUB
     if relative == "layers/loops.py":
         text = leave_out_backward_loops(text)
     if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is

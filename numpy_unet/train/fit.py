@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as _metrics
+from ..fast import parallel as fast_parallel
 from ..files import temporary
 from ..layers import Dropout
 from ..losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss, Loss
@@ -88,6 +89,25 @@ def loss_value(loss: Loss, y_pred: np.ndarray, y: np.ndarray, w: np.ndarray | No
     return loss.forward(y_pred, loss_targets(loss, y), w)  # the paper's weighted loss
 
 
+def forward_backward(
+    model: object, loss: Loss, x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """Forward (training), loss and backward of one batch: every layer's grads is set.
+    Returns the loss and the predictions."""
+    if fast_parallel.applies(model, len(x)):
+        # the speed engine: the three lines below, with the batch split over the cores
+        # (the same numbers; numpy_unet/fast/parallel.py). Switch: fast.parallel.WORKERS = 1
+
+        def objective(y_pred: np.ndarray) -> tuple[float, np.ndarray]:
+            return loss_value(loss, y_pred, y, w), loss.backward()
+
+        return fast_parallel.forward_backward(model, x, objective)
+    y_pred = model.forward(x, training=True)
+    value = loss_value(loss, y_pred, y, w)
+    model.backward(loss.backward())
+    return value, y_pred
+
+
 def train_step(
     model: object,
     optimizer: Optimizer,
@@ -100,9 +120,7 @@ def train_step(
     # overflow inside is not warned about: a diverged run reaches the output, where the
     # model's own check (or the one below) names it in one sentence
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        y_pred = model.forward(x, training=True)
-        value = loss_value(loss, y_pred, y, w)
-        model.backward(loss.backward())
+        value, y_pred = forward_backward(model, loss, x, y, w)
         optimizer.step(model)
     if not np.isfinite(value):
         raise ValueError(
