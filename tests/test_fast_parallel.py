@@ -117,3 +117,15 @@ def test_one_worker_is_the_readable_path(monkeypatch, rng):
     assert not parallel.applies(model, 4)
     model.predict(rng.random((4, 8, 8, 1), dtype=np.float32))
     assert "_replicas" not in vars(model)
+
+
+def test_an_error_in_a_part_is_raised_and_blas_keeps_its_threads(workers, rng):
+    model = UNet((8, 8, 1), filters=2, depth=2)
+    before = parallel.OPENBLAS[1]() if parallel.OPENBLAS is not None else None
+    x = rng.random((2, 8, 8, 1), dtype=np.float32)
+    x[1, 0, 0, 0] = np.nan  # the second part's first layer refuses it
+    with pytest.raises(ValueError, match="conv1_1.*NaN"):
+        model.predict(x)
+    if before is not None:
+        assert parallel.OPENBLAS[1]() == before
+    np.testing.assert_allclose(model.predict(x[:1]), model.forward(x[:1]))  # still works

@@ -9,6 +9,9 @@
   :func:`conv_engine` picks the module for a shape.
 - ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
   map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
+- ``parallel.py``: ``fit`` and ``predict`` split a batch of a thin UNet (at most 32
+  filters) over the cores, on copies of the model that share its weights; the same numbers.
+  ``parallel.WORKERS = 1`` switches it off.
 - ``allocator.py``: :func:`keep_freed_memory`, an explicit call that lets glibc reuse freed
   memory (10-25% off a training step here). Building a model does not make it; the
   ``numpy-unet`` command, the demo and the benchmarks do.

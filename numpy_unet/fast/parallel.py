@@ -35,7 +35,7 @@ import glob
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -112,10 +112,13 @@ def run(tasks: list[Callable[[], Any]]) -> list[Any]:
     before = OPENBLAS[1]() if OPENBLAS is not None else None
     if OPENBLAS is not None:
         OPENBLAS[0](1)
+    futures = []
     try:
         futures = [_pool.submit(within, task) for task in tasks[1:]]
-        return [tasks[0](), *[future.result() for future in futures]]
+        first = tasks[0]()
+        return [first, *[future.result() for future in futures]]
     finally:
+        wait(futures)  # even when a part failed: no part outlives the call
         if before is not None:
             OPENBLAS[0](before)
 
