@@ -15,15 +15,20 @@ N = kh*kw*Cout, the product the layer really does. Beside each conv row, the GFL
 plain float32 ``A (M, K) @ B (K, N)`` timed in the same loop, alternating with the layer,
 so that machine noise hits both alike: the BLAS ceiling, and the ratio fwd / matmul.
 
-``--algorithms`` times, for every conv of the seed's UNet (256x256, batch 1) and of the
-demo's (8 filters, 128x128, batch 4), forward plus backward with the readable im2col of
-``layers/conv2d.py`` and with the speed engine's shifted products (``numpy_unet/fast/conv.py``,
-forced on), and prints which the rule ``fast.conv.pays_off`` picks. These runs are what the
-rule rests on. On the 2-core machine this project is developed on (2026-11-27), im2col won
-below 8 input channels (9x for 1 channel) and on small outputs with C <= F, where the
-shifted products waste the padded grid's margin (27% of the work at 16x16): by 25-30% at
-16x16 and below, by 10-15% at 32x32 from 256 channels. The shifted products won everywhere
-else, up to 2x (32 channels at 256x256).
+``--algorithms`` times, for every conv of the seed's UNet (256x256, batch 1), of the
+16-filter one (256x256, batch 2) and of the demo's (8 filters, 128x128, batch 4), forward plus
+backward with the readable im2col of ``layers/conv2d.py`` and with the speed engine's two
+convolutions, forced on: shifted products (``numpy_unet/fast/conv.py``) and pixel pairs
+(``numpy_unet/fast/pairs.py``); it prints which the rule ``fast.conv_engine`` picks. These
+runs are what the rule rests on. On the 2-core machine this project is developed on
+(2026-11-27), im2col won below 8 input channels and on small outputs with C <= F, where the
+shifted products waste the padded grid's margin (27% of the work at 16x16). On 2026-11-28
+pixel pairs lost on 2x2 kernels (half of their pair kernel is zeros) and from 64 channels
+on, and won on the 16 -> 2 and 8 -> 2 head convs (1.6-1.8x) in both runs; on the other 3x3
+convs of 8-32 channels the two were within this machine's noise of each other, one run
+favouring each (layer-by-layer timings, best of three, favoured pairs by 0-45%). The
+up-convs are timed here as plain 2x2 convs after an up-sampling; inside a UNet they run
+fused (``numpy_unet/fast/upconv.py``).
 
 Run from the repository root::
 

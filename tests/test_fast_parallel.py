@@ -59,6 +59,9 @@ def test_split_step_equals_the_readable_step(n, dropout, workers, rng):
     for a, b in zip(model.layers, twin.layers):  # the generators stand where they would
         if hasattr(a, "rng"):
             assert a.rng.random() == b.rng.random()
+    for replica in twin._replicas:  # and the copies keep their own
+        for a, b in zip(replica.layers, twin.layers):
+            assert getattr(a, "rng", None) is None or a.rng is not b.rng
 
 
 def test_split_step_with_a_weight_map_and_softmax(workers, rng):

@@ -159,7 +159,8 @@ def forward_backward(
     n, cuts = len(x), parts(len(x))
     models = replicas(model, len(cuts))
     dropouts = [[la for la in m.layers if type(la).__name__ == "Dropout"] for m in models]
-    real = [layer.rng for layer in dropouts[0]]
+    own = [[layer.rng for layer in m_layers] for m_layers in dropouts]  # put back after
+    real = own[0]  # the model's generators: they draw every part's masks
     shared = [{"lock": threading.Lock()} for _ in real]
     for m_layers, rows in zip(dropouts, cuts):
         for layer, rng, common in zip(m_layers, real, shared):
@@ -169,8 +170,8 @@ def forward_backward(
             run([lambda m=m, c=c: m.forward(x[c], training=True) for m, c in zip(models, cuts)])
         )
     finally:
-        for m_layers in dropouts:
-            for layer, rng in zip(m_layers, real):
+        for m_layers, rngs in zip(dropouts, own):
+            for layer, rng in zip(m_layers, rngs):
                 layer.rng = rng
     value, dy = objective(y_pred)  # the loss of the whole batch, as the readable path
     run([lambda m=m, c=c: m.backward(dy[c]) for m, c in zip(models, cuts)])
