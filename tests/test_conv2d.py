@@ -200,3 +200,12 @@ def test_the_speed_engine_runs_where_its_rule_says_and_gives_the_same_numbers(mo
     np.testing.assert_allclose(y_fast, y_readable, rtol=1e-5, atol=1e-5)
     Conv2D(8, 3, padding="same", seed=0).forward(x[..., :1])
     assert calls == [1]  # 1 channel: im2col, by the rule
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 16, 16, 8), (3, 9, 4, 600), (2, 64, 64, 2)])
+def test_the_engines_bias_gradient_is_the_plain_sum(shape, rng):
+    dz = rng.standard_normal(shape)
+    np.testing.assert_allclose(fast_conv.bias_grad(dz), dz.sum(axis=(0, 1, 2)), rtol=1e-12)
+    dz32 = dz.astype(np.float32)  # float32: closer to the exact sum than numpy's own
+    exact = dz.sum(axis=(0, 1, 2))
+    assert np.abs(fast_conv.bias_grad(dz32) - exact).max() <= 2e-6 * np.abs(dz).sum()

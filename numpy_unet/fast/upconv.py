@@ -95,5 +95,5 @@ def backward(upconv, dy: np.ndarray) -> np.ndarray:
         dkernel += dk  # broadcast: each summed tap gets its phase kernel's gradient
     upconv.grads = {"kernel": dkernel}
     if upconv.use_bias:
-        upconv.grads["bias"] = dz.sum(axis=(0, 1, 2, 3, 4))  # (F,)
+        upconv.grads["bias"] = fast_conv.bias_grad(dz)  # (F,): dz summed over all else
     return dxp[:, :h, :w, :]  # (N, h, w, C)
