@@ -81,6 +81,7 @@ def test_shifted_blocks_and_column_stacks_equal_loops(
     dy = rng.standard_normal(conv.compute_output_shape(x.shape))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fast_conv, "BLOCK", block)
+        mp.setattr(fast_conv, "BLOCK_FLOATS", 0)  # every layer's blocks: BLOCK rows
         mp.setattr(fast_conv, "CHUNK_WORK", chunk)  # C * F * rows
         y = conv.forward(x)
         dx = conv.backward(dy)
@@ -94,6 +95,36 @@ def test_shifted_blocks_and_column_stacks_equal_loops(
         np.testing.assert_allclose(conv.grads["bias"], db_ref, rtol=1e-12, atol=1e-12)
         report = gradcheck(conv, x)
     assert report.passed and report.max_rel_error < 1e-6
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize(("block", "use_bias"), [(7, True), (7, False), (2048, True)])
+def test_activation_inside_the_engine_equals_the_readable_layer(
+    activation, block, use_bias, fast, rng
+):
+    # the engine applies a ReLU block by block, inside its sum (and the bias with the first
+    # product): blocks of 7 rows put several blocks and a shorter last one in each conv
+    x = rng.standard_normal((2, 5, 6, 3))
+    kwargs = dict(padding="same", activation=activation, use_bias=use_bias, dtype="float64")
+    conv = Conv2D(4, 3, seed=2, fast=fast, **kwargs)
+    readable = Conv2D(4, 3, seed=2, fast=False, **kwargs)
+    conv.build(x.shape)
+    readable.build(x.shape)
+    if use_bias:
+        conv.params["bias"] = rng.standard_normal(4)
+    readable.set_weights(conv.get_weights())
+    dy = rng.standard_normal(conv.compute_output_shape(x.shape))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast_conv, "BLOCK", block)
+        mp.setattr(fast_conv, "BLOCK_FLOATS", 0)  # every layer's blocks: BLOCK rows
+        y, dx = conv.forward(x), conv.backward(dy)
+    y_ref, dx_ref = readable.forward(x), readable.backward(dy)
+    if activation == "relu":
+        assert (y_ref == 0).any() and (y_ref > 0).any()  # the ReLU cut something
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    for name in readable.grads:
+        np.testing.assert_allclose(conv.grads[name], readable.grads[name], rtol=1e-12, atol=1e-12)
 
 
 def test_conv_without_bias_gradcheck(rng):
@@ -187,19 +218,24 @@ def test_relu_conv_gradcheck_with_kinks_avoided(rng):
 
 
 def test_the_speed_engine_runs_where_its_rule_says_and_gives_the_same_numbers(monkeypatch, rng):
-    assert fast_conv.pays_off(16, 8, 32, 32) and not fast_conv.pays_off(1, 8, 32, 32)
+    assert fast_conv.pays_off(16, 8, 32, 32) and not fast_conv.pays_off(1, 64, 32, 32)
     assert not fast_conv.pays_off(16, 32, 16, 16) and fast_conv.pays_off(16, 32, 64, 64)
+    assert fast_conv.pays_off(1, 8, 32, 32) and not fast_conv.pays_off(2, 1, 32, 32, (1, 1))
     calls = []
-    real = fast_conv.forward
-    monkeypatch.setattr(fast_conv, "forward", lambda *a: calls.append(1) or real(*a))
+    real = fast_conv.products  # both engines' forward (conv.py's and pairs.py's) run it
+    monkeypatch.setattr(fast_conv, "products", lambda *a: calls.append(1) or real(*a))
     x = rng.standard_normal((1, 32, 32, 16)).astype(np.float32)
     y_fast = Conv2D(8, 3, padding="same", seed=0).forward(x)
     assert calls == [1]  # 16 channels at 32x32: the rule picks the speed engine
     y_readable = Conv2D(8, 3, padding="same", seed=0, fast=False).forward(x)
     assert calls == [1]  # fast=False: never
     np.testing.assert_allclose(y_fast, y_readable, rtol=1e-5, atol=1e-5)
+    Conv2D(64, 3, padding="same", seed=0).forward(x[..., :1])
+    assert calls == [1]  # 1 channel, 64 filters (the seed's first layer): im2col, by the rule
+    Conv2D(1, 1, seed=0).forward(x[..., :2])
+    assert calls == [1]  # a 1x1 kernel on 2 channels (the seed's last layer): im2col
     Conv2D(8, 3, padding="same", seed=0).forward(x[..., :1])
-    assert calls == [1]  # 1 channel: im2col, by the rule
+    assert calls == [1, 1]  # 1 channel, 8 filters (a thin first layer): the engine
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 16, 16, 8), (3, 9, 4, 600), (2, 64, 64, 2)])

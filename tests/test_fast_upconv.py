@@ -36,6 +36,15 @@ class Fused:
         return fast_upconv.backward(self.upconv, dy)
 
 
+@pytest.fixture(params=["four phases", "one product"])
+def way(request, monkeypatch) -> str:
+    """The four phase convolutions one by one, or side by side as one product (the rule
+    picks the second for at most 8 filters): both ways on every shape."""
+    together = request.param == "one product"
+    monkeypatch.setattr(fast_upconv, "in_one_product", lambda c, f: together)
+    return request.param
+
+
 def readable(upconv: Conv2D, x: np.ndarray, dy: np.ndarray) -> tuple:
     """y, dx, dK, db of UpSampling2D then the conv, by the layers' own im2col code."""
     up = UpSampling2D(2)
@@ -58,7 +67,7 @@ def readable(upconv: Conv2D, x: np.ndarray, dy: np.ndarray) -> tuple:
 @pytest.mark.parametrize("hw", [(1, 1), (2, 3), (5, 4), (3, 3)])
 @pytest.mark.parametrize(("cin", "filters"), [(1, 2), (3, 2), (4, 5)])
 @pytest.mark.parametrize(("activation", "use_bias"), [("relu", True), (None, True), (None, False)])
-def test_fused_equals_the_two_layers(hw, cin, filters, activation, use_bias, rng):
+def test_fused_equals_the_two_layers(hw, cin, filters, activation, use_bias, way, rng):
     x = rng.standard_normal((2, *hw, cin))
     conv = Conv2D(
         filters,
@@ -86,7 +95,7 @@ def test_fused_equals_the_two_layers(hw, cin, filters, activation, use_bias, rng
 
 @pytest.mark.parametrize("hw", [(3, 2), (4, 4)])
 @pytest.mark.parametrize("activation", ["relu", None])
-def test_fused_gradcheck(hw, activation, rng):
+def test_fused_gradcheck(hw, activation, way, rng):
     conv = Conv2D(3, 2, padding="same", activation=activation, dtype="float64", seed=2)
     conv.build((2, 2 * hw[0], 2 * hw[1], 2))
     conv.params["bias"] = rng.standard_normal(3) * 0.1
@@ -118,7 +127,7 @@ def test_the_unet_takes_it_only_where_the_switch_is_on(rng):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_unet_gradcheck_through_the_fused_path(rng):
+def test_unet_gradcheck_through_the_fused_path(way, rng):
     model = UNet((6, 10, 1), filters=2, depth=1, dropout=0, dtype="float64", seed=4)
     random_biases(model, seed=0)  # keeps the ReLUs' inputs off their kink
     x = rng.random((2, 6, 10, 1))

@@ -33,6 +33,6 @@ def conv_engine(
     """The speed engine's module for a convolution of C -> F channels and an Ho x Wo output
     (``pairs`` or ``conv``: both have ``forward`` and ``backward``), or None where the
     im2col of ``layers/conv2d.py`` is as fast."""
-    if not conv.pays_off(c, f, ho, wo):
+    if not conv.pays_off(c, f, ho, wo, kernel_size):
         return None
     return pairs if pairs.pays_off(c, f, kernel_size[1]) else conv

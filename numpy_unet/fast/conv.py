@@ -20,7 +20,7 @@ p + s_max < N*Hp*Wp, so all of them are exact.
 
 Three more tricks:
 
-- :func:`shifted_sum` runs the sum ``BLOCK`` rows at a time, all products of one block
+- :func:`shifted_sum` runs the sum a block of rows at a time, all products of one block
   before the next, so the block's partial sum stays in the CPU's cache;
 - when C <= F it first stacks the kh row shifts side by side (:func:`row_stack`): kw
   products with K = kh*C replace kh*kw products with K = C;
@@ -35,11 +35,30 @@ import numpy as np
 BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 2 MB L2 cache
 
 
-def pays_off(c: int, f: int, ho: int, wo: int) -> bool:
+def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int] = (3, 3)) -> bool:
     """The rule: shifted products from 8 input channels up, except on small outputs with
     C <= F (16x16 and below, or 32x32 from 256 channels), where im2col's one wider product
-    wins; measured with ``benchmarks/bench_layers.py --algorithms``."""
-    return c >= 8 and not (c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256)))
+    wins. Below 8 channels (a first layer) only for at most 32 filters and a kernel wider
+    than one pixel: there im2col's copy of every (kh, kw, 1) window costs more than the
+    products (twice the time of a thin first layer's forward here), while with 64 filters
+    the shifted backward's products of one output channel are slower. Measured with
+    ``benchmarks/bench_layers.py --algorithms``."""
+    if c < 8:
+        return f <= 32 and kernel_size[0] * kernel_size[1] > 1
+    return not (c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256)))
+
+
+BLOCK_FLOATS = 2048 * 64  # the most values per row block of an input or output: 512 KB
+
+
+def block_rows(c: int, f: int) -> int:
+    """Rows per block of :func:`shifted_sum`: BLOCK, or more for thin layers, as many as
+    keep the block's C or F columns within BLOCK_FLOATS (8192 rows for 16 channels).
+    Fewer blocks are fewer NumPy calls, and each call lets go of Python's lock: with the
+    batch split over two threads (``parallel.py``) the demo's predict made half as many
+    hand-overs of the lock with these blocks, and ran 5-10% faster; larger blocks (2 MB)
+    made the 16-filter network's predict slower."""
+    return max(BLOCK, BLOCK_FLOATS // max(c, f))
 
 
 def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
@@ -54,8 +73,14 @@ def row_stack(
 ) -> np.ndarray:
     """Rows ``[src[r + i*wp] for i < kh]`` side by side for r in [start, start + span): the kh
     row shifts of a kernel column in one (span, kh*C) matrix, written into ``buf``."""
-    for i in range(kh):
-        buf[:span, i] = src[start + i * wp : start + i * wp + span]
+    step, item = src.strides
+    assert start + span + (kh - 1) * wp <= len(src), "row_stack would read past src"
+    # all kh shifts as one strided view (span, kh, C) of src, no copy: one copy into buf
+    # instead of kh (every NumPy call lets go of Python's lock, see block_rows)
+    shifts = np.lib.stride_tricks.as_strided(
+        src[start:], (span, kh, src.shape[1]), (step, wp * step, item), writeable=False
+    )
+    np.copyto(buf[:span], shifts)
     return buf.reshape(len(buf), -1)[:span]
 
 
@@ -65,16 +90,23 @@ def shifted_sum(
     wp: int,
     out: np.ndarray,
     bias: np.ndarray | None = None,
+    relu: bool = False,
 ) -> np.ndarray:
     """``out[p] = bias + sum_{i,j} src[p + i*wp + j] @ kernel[i, j]`` for every row p of ``out``.
 
     ``src`` is (rows, C), ``kernel`` (kh, kw, C, F), ``out`` (P, F), with
-    P + (kh-1)*wp + (kw-1) <= rows, ``bias`` (F,) or None. Computed BLOCK rows of ``out`` at
-    a time; the bias is added with the first product, while the block is in cache.
+    P + (kh-1)*wp + (kw-1) <= rows, ``bias`` (F,) or None. Computed :func:`block_rows`
+    rows of ``out`` at a time; the bias is added with the first product and, if ``relu``,
+    ``max(out, 0)`` taken after the last, while the block is in cache.
     """
     kh, kw, c, f = kernel.shape
-    first = min(BLOCK, len(out))
+    size = block_rows(c, f)
+    first = min(size, len(out))
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
+    # NumPy runs an element-wise pass over two C-ordered arrays of one shape several times
+    # faster than one that broadcasts a bias (F,) or the scalar 0 over rows of 8-64 values
+    bias_rows = None if bias is None else np.tile(bias.astype(out.dtype), (first, 1))  # (B, F)
+    zeros = np.zeros((first, f), out.dtype) if relu else None
     stacked_path = stack_rows(c, f, kh, len(out))
     if stacked_path:
         # with the kh row shifts side by side, kernel column j is one (kh*C, F) matrix: a
@@ -82,8 +114,8 @@ def shifted_sum(
         # with K = C, and kw - 1 additions instead of kh*kw - 1
         columns = [np.ascontiguousarray(kernel[:, j]).reshape(kh * c, f) for j in range(kw)]
         stack = np.empty((first + kw - 1, kh, c), out.dtype)
-    for start in range(0, len(out), BLOCK):
-        stop = min(start + BLOCK, len(out))
+    for start in range(0, len(out), size):
+        stop = min(start + size, len(out))
         block = out[start:stop]  # (B, F)
         if stacked_path:
             stacked = row_stack(src, start, stop - start + kw - 1, kh, wp, stack)  # (B+kw-1, kh*C)
@@ -99,27 +131,65 @@ def shifted_sum(
             # into fresh pages of `out` instead, they page-fault in parallel and contend
             # for the kernel's lock
             np.matmul(a, k, out=part[: len(block)])  # (B, K) @ (K, F)
-            if index == 0 and bias is not None:
-                np.add(part[: len(block)], bias, out=block)
+            if index == 0 and bias_rows is not None:
+                np.add(part[: len(block)], bias_rows[: len(block)], out=block)
             elif index == 0:
                 block[...] = part[: len(block)]
             else:
                 block += part[: len(block)]
+        if zeros is not None:
+            np.maximum(block, zeros[: len(block)], out=block)  # the ReLU
     return out
 
 
 def forward(
-    xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int, bias: np.ndarray | None = None
+    xp: np.ndarray,
+    kernel: np.ndarray,
+    ho: int,
+    wo: int,
+    bias: np.ndarray | None = None,
+    activation: object = None,
 ) -> np.ndarray:
-    """z (N, Ho, Wo, F) = the convolution of the padded input ``xp`` (N, Hp, Wp, C), plus
-    ``bias`` (F,) if given."""
+    """y (N, Ho, Wo, F) = activation(z), z the convolution of the padded input ``xp``
+    (N, Hp, Wp, C) plus ``bias`` (F,) if given; ``activation`` is the conv's activation
+    layer or None (see :func:`activate`)."""
+    z = products(xp, kernel, ho, wo, bias, relu_inside(activation))
+    return activate(z, activation)
+
+
+def products(
+    xp: np.ndarray,
+    kernel: np.ndarray,
+    ho: int,
+    wo: int,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """z (N, Ho, Wo, F) = the convolution of ``xp`` (N, Hp, Wp, C), plus ``bias``, and
+    ``max(z, 0)`` if ``relu``."""
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
     flat = np.ascontiguousarray(xp).reshape(-1, c)  # (N*Hp*Wp, C), a view when contiguous
     rows = n * hp * wp - ((kh - 1) * wp + (kw - 1))  # L: the longest slice that fits
     grid = np.empty((n * hp * wp, f), xp.dtype)  # rows >= L are never read
-    shifted_sum(flat, kernel, wp, grid[:rows], bias)
+    shifted_sum(flat, kernel, wp, grid[:rows], bias, relu)
     return grid.reshape(n, hp, wp, f)[:, :ho, :wo, :]  # (N, Ho, Wo, F), a view
+
+
+def relu_inside(activation: object) -> bool:
+    """Is the activation a ReLU, which :func:`shifted_sum` applies block by block?"""
+    return type(activation).__name__ == "ReLU"
+
+
+def activate(z: np.ndarray, activation: object) -> np.ndarray:
+    """The conv's output from :func:`products`' z: a ReLU was applied inside, so its layer
+    only keeps y for its backward, as ``ReLU.forward`` does; any other activation runs
+    its forward."""
+    if activation is None:
+        return z
+    if relu_inside(activation):
+        return activation._remember(z, z)  # what ReLU.forward keeps: y > 0 where z > 0
+    return activation.forward(z)
 
 
 def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +227,10 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
         # the kernel gradient a kernel column at a time, with the row stacks of shifted_sum:
         # dK[:, j] (kh*C, F) = sum over blocks of stacked[j : j + B].T @ dz_grid[block]
         dk_columns = np.zeros((kw, kh * c, f), kernel.dtype)
-        stack = np.empty((min(BLOCK, rows) + kw - 1, kh, c), xp.dtype)
-        for start in range(0, rows, BLOCK):
-            stop = min(start + BLOCK, rows)
+        size = block_rows(kh * c, f)
+        stack = np.empty((min(size, rows) + kw - 1, kh, c), xp.dtype)
+        for start in range(0, rows, size):
+            stop = min(start + size, rows)
             stacked = row_stack(flat, start, stop - start + kw - 1, kh, wp, stack)
             for j in range(kw):
                 dk_columns[j] += stacked[j : j + stop - start].T @ dz_grid[start:stop]

@@ -74,15 +74,22 @@ def as_pairs(xp: np.ndarray, kw: int, wo: int) -> np.ndarray:
 
 
 def forward(
-    xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int, bias: np.ndarray | None = None
+    xp: np.ndarray,
+    kernel: np.ndarray,
+    ho: int,
+    wo: int,
+    bias: np.ndarray | None = None,
+    activation: object = None,
 ) -> np.ndarray:
-    """z (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, bias)`` gives."""
+    """y (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, bias, activation)`` gives."""
     n = xp.shape[0]
     kh, kw, _, f = kernel.shape
     wq = -(-wo // 2)  # output pairs per row
     pair_bias = None if bias is None else np.tile(bias, 2)  # (2F,)
-    z = fast_conv.forward(as_pairs(xp, kw, wo), pair_kernel(kernel), ho, wq, pair_bias)
-    return z.reshape(n, ho, 2 * wq, f)[:, :, :wo]  # (N, Ho, Wo, F), a view
+    relu = fast_conv.relu_inside(activation)
+    z = fast_conv.products(as_pairs(xp, kw, wo), pair_kernel(kernel), ho, wq, pair_bias, relu)
+    z = z.reshape(n, ho, 2 * wq, f)[:, :, :wo]  # (N, Ho, Wo, F), a view
+    return fast_conv.activate(z, activation)
 
 
 def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -62,9 +62,10 @@ class Conv2D(Layer):
     name : str, optional
     fast : bool
         True: where ``numpy_unet.fast.conv_engine`` picks one (8 or more input channels,
-        except small images), compute with the speed engine (``fast/conv.py``, or
-        ``fast/pairs.py`` for at most 32 channels) instead of the im2col below; the same
-        numbers, faster. False: always the im2col below.
+        except small images; fewer, with at most 32 filters), compute with the speed
+        engine (``fast/conv.py``, or ``fast/pairs.py`` for at most 32 channels) instead of
+        the im2col below, a ReLU inside its products; the same numbers, faster. False:
+        always the im2col below.
     **options
         ``retain_cache``, ``check_finite``: see :class:`Layer`.
     """
@@ -125,8 +126,8 @@ class Conv2D(Layer):
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         kernel, bias = self.params["kernel"], self.params.get("bias")
         engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo) if self.fast else None
-        if engine is not None:  # the speed engine: the same numbers as the four lines below
-            z = engine.forward(xp, kernel, ho, wo, bias)  # (N, Ho, Wo, F)
+        if engine is not None:  # the speed engine: the same y as the lines below (a ReLU is
+            y = engine.forward(xp, kernel, ho, wo, bias, self.activation)  # applied in cache)
         else:
             # >>> exercise conv2d_forward: cut by `exercises --level forward`
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
@@ -134,7 +135,7 @@ class Conv2D(Layer):
             if bias is not None:
                 z += bias
             # <<< exercise conv2d_forward
-        y = z if self.activation is None else self.activation.forward(z)
+            y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)
         return self._remember(y, x, engine)
