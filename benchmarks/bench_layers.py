@@ -26,9 +26,13 @@ shifted products waste the padded grid's margin (27% of the work at 16x16). On 2
 pixel pairs lost on 2x2 kernels (half of their pair kernel is zeros) and from 64 channels
 on, and won on the 16 -> 2 and 8 -> 2 head convs (1.6-1.8x) in both runs; on the other 3x3
 convs of 8-32 channels the two were within this machine's noise of each other, one run
-favouring each (layer-by-layer timings, best of three, favoured pairs by 0-45%). The
-up-convs are timed here as plain 2x2 convs after an up-sampling; inside a UNet they run
-fused (``numpy_unet/fast/upconv.py``).
+favouring each (layer-by-layer timings, best of three, favoured pairs by 0-45%). Since the
+thin networks run one part of the batch per core (``numpy_unet/fast/parallel.py``), their
+convs are timed that way here: one core's part, BLAS on one thread. Measured so, pairs won
+where one side has 8 or fewer channels and lost backward from 16 channels on both sides,
+and the shifted products beat im2col on a thin first layer (one input channel): the rule
+now says so. The up-convs are timed here as plain 2x2 convs after an up-sampling; inside a
+UNet they run fused (``numpy_unet/fast/upconv.py``).
 
 Run from the repository root::
 
@@ -58,6 +62,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the package importable
 
 import numpy_unet.fast.conv as fast_conv  # noqa: E402
 import numpy_unet.fast.pairs as fast_pairs  # noqa: E402
+import numpy_unet.fast.parallel as fast_parallel  # noqa: E402
 from numpy_unet import UNet  # noqa: E402
 from numpy_unet.fast import conv_engine, keep_freed_memory  # noqa: E402
 from numpy_unet.layers import (  # noqa: E402
@@ -221,7 +226,9 @@ def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> float:
 
 def compare_algorithms(repeats: int, quick: bool) -> None:
     """im2col against the speed engine's two convolutions (shifted products and pixel
-    pairs) on every conv of the seed's, the 16-filter and the demo's UNets."""
+    pairs) on every conv of the seed's, the 16-filter and the demo's UNets, as each runs:
+    the thin ones (``parallel.applies``) one part of the batch per core, BLAS on one thread,
+    the seed's whole, BLAS on all threads."""
     nets = [("seed", 64, 256, 1), ("isbi16", 16, 256, 2), ("demo", 8, 128, 4)]
     if quick:
         nets = [("seed/4", 16, 64, 1), ("demo", 8, 128, 4)]
@@ -231,7 +238,12 @@ def compare_algorithms(repeats: int, quick: bool) -> None:
         fmt.format("net", "conv", "input", "im2col ms", "shifted ms", "pairs ms", "faster", "rule")
     )
     rng = np.random.default_rng(0)
-    for net, filters, size, batch in nets:
+    threads = fast_parallel.OPENBLAS[1]() if fast_parallel.OPENBLAS else None
+    for net, filters, size, whole in nets:
+        split = fast_parallel.WORKERS > 1 and filters <= fast_parallel.MAX_FILTERS
+        batch = -(-whole // fast_parallel.WORKERS) if split else whole  # one core's part
+        if threads is not None:
+            fast_parallel.OPENBLAS[0](1 if split else threads)
         seen = set()
         for name, c, f, h, k in unet_convs(filters, size):
             if (c, f, h, k) in seen:
@@ -255,6 +267,8 @@ def compare_algorithms(repeats: int, quick: bool) -> None:
             shape = f"{batch}x{h}x{h}x{c}"
             ms = [f"{times[e] * 1e3:.1f}" for e in ("im2col", "shifted", "pairs")]
             print(fmt.format(net, name, shape, *ms, faster, rule), flush=True)
+    if threads is not None:
+        fast_parallel.OPENBLAS[0](threads)
 
 
 def main(argv: list[str] | None = None) -> None:

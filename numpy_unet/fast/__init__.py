@@ -4,9 +4,10 @@
   default) uses it where :func:`numpy_unet.fast.conv.pays_off` says it is faster than the
   im2col math in ``layers/conv2d.py``; ``Conv2D(fast=False)`` never does. Both give the same
   numbers, which the tests check.
-- ``pairs.py``: for thin convolutions (at most 32 channels in and out), the same sum read
-  two pixels at a time, as a convolution with twice the channels: wider products.
-  :func:`conv_engine` picks the module for a shape.
+- ``pairs.py``: for thin convolutions (at most 32 channels, 8 or fewer on one side), the
+  same sum read two pixels at a time, as a convolution with twice the channels: wider
+  products. :func:`conv_engine` picks the module for a shape. Both apply a conv's bias and
+  ReLU inside their blocks of rows.
 - ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
   map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
 - ``parallel.py``: ``fit`` and ``predict`` split a batch of a thin UNet (at most 32

@@ -63,7 +63,7 @@ class Conv2D(Layer):
     fast : bool
         True: where ``numpy_unet.fast.conv_engine`` picks one (8 or more input channels,
         except small images; fewer, with at most 32 filters), compute with the speed
-        engine (``fast/conv.py``, or ``fast/pairs.py`` for at most 32 channels) instead of
+        engine (``fast/conv.py``, or ``fast/pairs.py`` for thin convs) instead of
         the im2col below, a ReLU inside its products; the same numbers, faster. False:
         always the im2col below.
     **options
