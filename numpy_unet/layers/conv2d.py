@@ -126,8 +126,10 @@ class Conv2D(Layer):
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         kernel, bias = self.params["kernel"], self.params.get("bias")
         engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo) if self.fast else None
-        if engine is not None:  # the speed engine: the same y as the lines below (a ReLU is
-            y = engine.forward(xp, kernel, ho, wo, bias, self.activation)  # applied in cache)
+        if engine is not None:
+            # the speed engine: the same y as the lines below, with the bias and a ReLU
+            # applied inside its products (numpy_unet/fast/conv.py)
+            y = engine.forward(xp, kernel, ho, wo, bias, self.activation)  # (N, Ho, Wo, F)
         else:
             # >>> exercise conv2d_forward: cut by `exercises --level forward`
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
