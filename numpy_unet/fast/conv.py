@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 2 MB L2 cache
+BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 1 MB L2 cache
 
 
 def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int] = (3, 3)) -> bool:
@@ -54,10 +54,12 @@ BLOCK_FLOATS = 2048 * 64  # the most values per row block of an input or output:
 def block_rows(c: int, f: int) -> int:
     """Rows per block of :func:`shifted_sum`: BLOCK, or more for thin layers, as many as
     keep the block's C or F columns within BLOCK_FLOATS (8192 rows for 16 channels).
-    Fewer blocks are fewer NumPy calls, and each call lets go of Python's lock: with the
-    batch split over two threads (``parallel.py``) the demo's predict made half as many
-    hand-overs of the lock with these blocks, and ran 5-10% faster; larger blocks (2 MB)
-    made the 16-filter network's predict slower."""
+    Fewer blocks are fewer NumPy calls, and each call lets go of Python's lock, which the
+    two threads of a split batch (``parallel.py``) then hand each other: the demo's
+    half-batch forward let go of it about 800 times instead of 1150. The gain in time was
+    within this machine's noise in most side-by-side runs (one run: 28.8 -> 26.5 ms for
+    the demo's predict, with blocks of 32768 rows); blocks of 2 MB made the 16-filter
+    network's predict slower (119 -> 133 ms), so 512 KB it is."""
     return max(BLOCK, BLOCK_FLOATS // max(c, f))
 
 
