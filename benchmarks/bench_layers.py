@@ -63,6 +63,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the package importable
 import numpy_unet.fast.conv as fast_conv  # noqa: E402
 import numpy_unet.fast.pairs as fast_pairs  # noqa: E402
 import numpy_unet.fast.parallel as fast_parallel  # noqa: E402
+import numpy_unet.fast.winograd as fast_winograd  # noqa: E402
 from numpy_unet import UNet  # noqa: E402
 from numpy_unet.fast import conv_engine, keep_freed_memory  # noqa: E402
 from numpy_unet.layers import (  # noqa: E402
@@ -211,17 +212,19 @@ def unet_convs(filters: int, size: int) -> list[tuple[str, int, int, int, int]]:
     return found
 
 
-def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> float:
-    """Median of forward plus backward, after one warm-up."""
+def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> tuple[float, float]:
+    """Medians of the forward and of forward plus backward, after one warm-up."""
     dy = np.ones_like(layer.forward(x))
     layer.backward(dy)
-    times = []
+    forward, both = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         layer.forward(x)
+        t1 = time.perf_counter()
         layer.backward(dy)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        forward.append(t1 - t0)
+        both.append(time.perf_counter() - t0)
+    return statistics.median(forward), statistics.median(both)
 
 
 def compare_algorithms(repeats: int, quick: bool) -> None:
@@ -232,11 +235,12 @@ def compare_algorithms(repeats: int, quick: bool) -> None:
     nets = [("seed", 64, 256, 1), ("isbi16", 16, 256, 2), ("demo", 8, 128, 4)]
     if quick:
         nets = [("seed/4", 16, 64, 1), ("demo", 8, 128, 4)]
-    real = fast_conv.pays_off, fast_pairs.pays_off
-    fmt = "{:<7} {:<9} {:>15} {:>10} {:>11} {:>9} {:>8} {:>8}"
-    print(
-        fmt.format("net", "conv", "input", "im2col ms", "shifted ms", "pairs ms", "faster", "rule")
-    )
+    real = fast_conv.pays_off, fast_pairs.pays_off, fast_winograd.pays_off
+    engines = ("im2col", "shifted", "pairs", "winograd")
+    fmt = "{:<7} {:<9} {:>15} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9}"
+    columns = [f"{e} ms" for e in engines]
+    print(fmt.format("net", "conv", "input", *columns, "fwd", "fwd+bwd", "rule"))
+    print(fmt.format("", "", "", *["fwd|fwd+bwd"] * len(engines), "faster", "faster", ""))
     rng = np.random.default_rng(0)
     threads = fast_parallel.OPENBLAS[1]() if fast_parallel.OPENBLAS else None
     for net, filters, size, whole in nets:
@@ -251,22 +255,26 @@ def compare_algorithms(repeats: int, quick: bool) -> None:
             seen.add((c, f, h, k))
             x = rng.standard_normal((batch, h, h, c), dtype=DTYPE)
             times = {}
-            for engine in ("im2col", "shifted", "pairs"):
+            for engine in engines:
+                if engine == "winograd" and k != 3:
+                    times[engine] = (np.nan, np.nan)  # Winograd's F(2x2, 3x3): 3x3 only
+                    continue
                 fast_conv.pays_off = lambda *shape: True  # noqa: E731 - force the engine on
                 fast_pairs.pays_off = lambda c, f, kw, on=engine == "pairs": on and kw >= 2
+                fast_winograd.pays_off = lambda *shape, on=engine == "winograd": on
                 layer = Conv2D(f, k, padding="same", activation="relu", seed=0)
                 layer.fast = engine != "im2col"
                 times[engine] = fwd_bwd_seconds(layer, x, repeats)
-                fast_conv.pays_off, fast_pairs.pays_off = real
+                fast_conv.pays_off, fast_pairs.pays_off, fast_winograd.pays_off = real
             if k < 2:
-                times["pairs"] = float("nan")  # a 1x1 kernel has no pairs
-            faster = min((t, e) for e, t in times.items() if t == t)[1]
-            picked = conv_engine(c, f, (k, k), h, h)
+                times["pairs"] = (np.nan, np.nan)  # a 1x1 kernel has no pairs
+            faster = [min((t[i], e) for e, t in times.items() if t[i] == t[i])[1] for i in (0, 1)]
+            picked = conv_engine(c, f, (k, k), h, h, batch)
             rule = "im2col" if picked is None else picked.__name__.rsplit(".", 1)[1]
             rule = "shifted" if rule == "conv" else rule
             shape = f"{batch}x{h}x{h}x{c}"
-            ms = [f"{times[e] * 1e3:.1f}" for e in ("im2col", "shifted", "pairs")]
-            print(fmt.format(net, name, shape, *ms, faster, rule), flush=True)
+            ms = [f"{times[e][0] * 1e3:.1f}|{times[e][1] * 1e3:.1f}" for e in engines]
+            print(fmt.format(net, name, shape, *ms, *faster, rule), flush=True)
     if threads is not None:
         fast_parallel.OPENBLAS[0](threads)
 

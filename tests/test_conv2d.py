@@ -10,7 +10,10 @@ import pytest
 
 import numpy_unet.fast.conv as fast_conv
 import numpy_unet.fast.pairs as fast_pairs
+import numpy_unet.fast.parallel as fast_parallel
+import numpy_unet.fast.winograd as fast_winograd
 from numpy_unet import gradcheck
+from numpy_unet.fast import conv_engine
 from numpy_unet.gradcheck import away_from_kinks
 from numpy_unet.layers import Conv2D
 from numpy_unet.layers.loops import conv2d_backward_loops, conv2d_forward_loops
@@ -18,10 +21,15 @@ from numpy_unet.layers.loops import conv2d_backward_loops, conv2d_forward_loops
 CONFIGS = list(itertools.product((1, 2, 3), ("same", "valid"), ((5, 6), (6, 5), (4, 4), (7, 3))))
 
 
-@pytest.fixture(params=["im2col", "shifted", "pairs"])
+@pytest.fixture(params=["im2col", "shifted", "pairs", "winograd"])
 def fast(request, monkeypatch) -> bool:
     """Conv2D's ``fast`` option, with the speed engine taking every shape, however small:
-    its shifted products (``fast/conv.py``), or those of pixel pairs (``fast/pairs.py``)."""
+    its shifted products (``fast/conv.py``), those of pixel pairs (``fast/pairs.py``), or
+    Winograd's for 3x3 kernels (``fast/winograd.py``; other kernels: shifted products)."""
+    winograd = request.param == "winograd"
+    monkeypatch.setattr(
+        fast_winograd, "pays_off", lambda c, f, ks, pixels: winograd and tuple(ks) == (3, 3)
+    )
     if request.param != "im2col":
         monkeypatch.setattr(fast_conv, "pays_off", lambda *shapes: True)
         pairs = request.param == "pairs"
@@ -125,6 +133,58 @@ def test_activation_inside_the_engine_equals_the_readable_layer(
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
     for name in readable.grads:
         np.testing.assert_allclose(conv.grads[name], readable.grads[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tile_floats", [0, 768, 2**21])
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize(("padding", "hw"), [("same", (5, 6)), ("valid", (7, 4)), ("same", (1, 3))])
+def test_winograd_in_blocks_of_tile_rows_equals_loops(
+    tile_floats, activation, padding, hw, monkeypatch, rng
+):
+    # TILE_FLOATS = 0: one row of 2x2 tiles per block; 768: two rows (16 x 2 images x 3 tiles
+    # x 4 filters = 384 values per row), so a shorter last block where there are 3 or 5 rows;
+    # odd sizes: a zero row or column added, its outputs cut off
+    monkeypatch.setattr(fast_winograd, "pays_off", lambda *shapes: True)
+    monkeypatch.setattr(fast_winograd, "TILE_FLOATS", (tile_floats, tile_floats))
+    x = rng.standard_normal((2, *hw, 3))
+    conv = Conv2D(4, 3, padding=padding, activation=activation, dtype="float64", seed=5)
+    conv.build(x.shape)
+    conv.params["bias"] = rng.standard_normal(4)
+    calls = []
+    real = fast_winograd.output_transform
+    monkeypatch.setattr(fast_winograd, "output_transform", lambda *a: calls.append(1) or real(*a))
+    y = conv.forward(x)
+    # blocks: outputs 5x6 (3 x 3 tiles), 5x2 (3 x 1) and 1x3 (1 x 2)
+    blocks = {0: {(5, 6): 3, (7, 4): 3, (1, 3): 1}, 768: {(5, 6): 2, (7, 4): 1, (1, 3): 1}}
+    assert len(calls) == blocks.get(tile_floats, {}).get(hw, 1)
+    z = conv2d_forward_loops(x, conv.params["kernel"], conv.params["bias"], padding)
+    if activation == "relu":
+        assert (z < 0).any()
+        z = np.maximum(z, 0)
+    np.testing.assert_allclose(y, z, rtol=1e-12, atol=1e-12)
+    report = gradcheck(conv, away_from_kinks(x) if activation else x)
+    assert report.passed and report.max_rel_error < 1e-6
+
+
+def test_winograds_rule(monkeypatch):
+    # at least 32 channels in and out, a 3x3 kernel, at least max(C, F) output pixels
+    one_thread = (lambda n: None, lambda: 1)
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", one_thread)
+    assert fast_winograd.pays_off(64, 32, (3, 3), 2 * 16 * 16)
+    assert not fast_winograd.pays_off(16, 32, (3, 3), 2 * 64 * 64)  # too thin
+    assert not fast_winograd.pays_off(64, 64, (2, 2), 2 * 16 * 16)  # not 3x3
+    assert not fast_winograd.pays_off(512, 1024, (3, 3), 16 * 16)  # too few pixels for U
+    # BLAS on two threads: only from 128 x 256 channels
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", (lambda n: None, lambda: 2))
+    assert not fast_winograd.pays_off(64, 32, (3, 3), 2 * 16 * 16)
+    assert fast_winograd.pays_off(256, 256, (3, 3), 64 * 64)
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", one_thread)
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 64)).astype(np.float32)
+    conv = Conv2D(32, 3, padding="same", activation="relu", seed=0)
+    assert conv_engine(64, 32, (3, 3), 16, 16, 2) is fast_winograd
+    readable = Conv2D(32, 3, padding="same", activation="relu", seed=0, fast=False)
+    np.testing.assert_allclose(conv.forward(x), readable.forward(x), rtol=1e-5, atol=1e-5)
+    assert conv._cache[1] is fast_winograd  # the layer kept which engine ran, for backward
 
 
 def test_conv_without_bias_gradcheck(rng):

@@ -48,6 +48,8 @@ def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     assert "dcols @ kernel" not in conv
     fast = (student / "numpy_unet" / "fast" / "conv.py").read_text()
     assert "def backward" not in fast and "def forward" not in fast  # a stub: pays_off only
+    winograd = (student / "numpy_unet" / "fast" / "winograd.py").read_text()
+    assert "def backward" not in winograd and "def forward" not in winograd  # pays_off: never
     upconv = (student / "numpy_unet" / "fast" / "upconv.py").read_text()
     assert "def backward" not in upconv and "def forward" not in upconv  # applies: never
     parallel = (student / "numpy_unet" / "fast" / "parallel.py").read_text()

@@ -2,8 +2,8 @@
 
 The same computation one index at a time is ``loops.conv2d_forward_loops`` and
 ``loops.conv2d_backward_loops``; faster ones are in the speed engine (``numpy_unet/fast/``:
-``conv.py``, ``pairs.py``), behind the one switch ``fast`` below. The tests check that all
-of them give the same numbers.
+``conv.py``, ``pairs.py``, ``winograd.py``), behind the one switch ``fast`` below. The tests
+check that all of them give the same numbers.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class Conv2D(Layer):
     fast : bool
         True: where ``numpy_unet.fast.conv_engine`` picks one (8 or more input channels,
         except small images; fewer, with at most 32 filters), compute with the speed
-        engine (``fast/conv.py``, or ``fast/pairs.py`` for thin convs) instead of
-        the im2col below, a ReLU inside its products; the same numbers, faster. False:
-        always the im2col below.
+        engine (``fast/conv.py``, ``fast/pairs.py`` for thin convs, ``fast/winograd.py``
+        for wide 3x3 ones) instead of the im2col below, a ReLU inside its products; the
+        same numbers, faster. False: always the im2col below.
     **options
         ``retain_cache``, ``check_finite``: see :class:`Layer`.
     """
@@ -125,7 +125,7 @@ class Conv2D(Layer):
             )
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         kernel, bias = self.params["kernel"], self.params.get("bias")
-        engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo) if self.fast else None
+        engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo, n) if self.fast else None
         if engine is not None:
             # the speed engine: the same y as the lines below, with the bias and a ReLU
             # applied inside its products (numpy_unet/fast/conv.py)

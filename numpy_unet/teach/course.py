@@ -94,6 +94,18 @@ def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple = (3, 3)) -> b
     return False
 '''
 
+WINOGRAD_STUB = '''"""The speed engine's Winograd convolution is left out of the course copy.
+
+Without it, ``Conv2D`` always runs the im2col code of ``layers/conv2d.py``, the code of the
+exercises.
+"""
+
+
+def pays_off(c: int, f: int, kernel_size: tuple, pixels: int) -> bool:
+    """Never: the copy has no speed engine."""
+    return False
+'''
+
 UPCONV_STUB = '''"""The speed engine's fused up-convolution is left out of the course copy.
 
 Without it, the UNet runs ``UpSampling2D`` and then ``Conv2D``, the layers of the exercises.
@@ -170,6 +182,8 @@ def _student_text(src: Path, text: str, names: list[str]) -> str:
     relative = src.relative_to(PACKAGE).as_posix()
     if relative == "fast/conv.py":
         return FAST_STUB
+    if relative == "fast/winograd.py":
+        return WINOGRAD_STUB
     if relative == "fast/upconv.py":
         return UPCONV_STUB
     if relative == "fast/parallel.py":
