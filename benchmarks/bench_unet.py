@@ -101,6 +101,7 @@ from numpy_unet import UNet  # noqa: E402
 from numpy_unet.fast import keep_freed_memory  # noqa: E402
 from numpy_unet.fast import parallel as fast_parallel  # noqa: E402
 from numpy_unet.fast import upconv as fast_upconv  # noqa: E402
+from numpy_unet.fast import workers as fast_workers  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
 from numpy_unet.train.fit import forward_backward  # noqa: E402
 
@@ -158,19 +159,27 @@ def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray, channels_last: bool 
     return predict, step
 
 
-def rss_mb(field: str) -> float:
-    """VmRSS (memory in use) or VmHWM (peak since the last reset), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(field: str, pid: int | str = "self") -> float:
+    """VmRSS (memory in use) or VmHWM (peak since the last reset) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 def memory_child(which: str) -> None:
-    """Two steps; print the second's peak RSS above the RSS right after the imports."""
+    """Two steps; print the second's peak RSS above the RSS right after the imports, this
+    process's plus its worker processes' (``numpy_unet/fast/workers.py``), each above its own
+    RSS once started."""
     if which == "torch":
         import torch  # noqa: F401  (imported before the baseline, like numpy)
+    workers = []
+    if which != "torch" and fast_parallel.PROCESSES and fast_parallel.WORKERS > 1:
+        tiny = UNet((8, 8, 1), filters=2, depth=1)  # starts the workers, which import all
+        tiny.predict(np.zeros((fast_parallel.WORKERS, 8, 8, 1), np.float32))
+        workers = [w.process.pid for w in fast_workers.workers(fast_parallel.WORKERS - 1) or []]
     base = rss_mb("VmRSS")
+    bases = [rss_mb("VmRSS", pid) for pid in workers]
     # numpy-unet as it runs (numpy-kept) keeps freed memory for reuse; for the comparison
     # both return it at once, so that the peak is the memory really in use
     keep_freed_memory(which == "numpy-kept")
@@ -182,9 +191,12 @@ def memory_child(which: str) -> None:
         _, step = torch_runner(model, x, y)
         del model  # the twin has its own copy of the weights
     step()  # warm-up: gradients exist from now on, as in training
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    for pid in ["self", *workers]:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     step()
-    print(json.dumps({"peak_mb": rss_mb("VmHWM") - base}))
+    peak = rss_mb("VmHWM") - base
+    peak += sum(rss_mb("VmHWM", pid) - b for pid, b in zip(workers, bases))
+    print(json.dumps({"peak_mb": peak}))
 
 
 def measure_memory(which: str, filters: int, size: int, batch: int) -> float | None:

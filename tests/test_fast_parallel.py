@@ -4,20 +4,25 @@ where it applies."""
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
 from numpy_unet import UNet
 from numpy_unet.fast import parallel
+from numpy_unet.fast import workers as fast_workers
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss
 from numpy_unet.train.fit import forward_backward
 
 
-@pytest.fixture
-def workers(monkeypatch):
-    """Two parts, on any machine (the thread count of BLAS only changes the speed)."""
+@pytest.fixture(params=["processes", "threads"])
+def workers(request, monkeypatch):
+    """Two parts, on any machine (the thread count of BLAS only changes the speed), the
+    second in a worker process (``fast/workers.py``) or in a thread."""
     monkeypatch.setattr(parallel, "WORKERS", 2)
-    return 2
+    monkeypatch.setattr(parallel, "PROCESSES", request.param == "processes")
+    return request.param
 
 
 def twins(**options) -> tuple[UNet, UNet]:
@@ -40,7 +45,9 @@ def test_split_predict_equals_the_readable_forward(n, workers, rng):
     x = rng.random((n, 8, 8, 1))
     assert parallel.applies(twin, n)
     np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
-    assert all(layer._cache is None for r in twin._replicas for layer in r.layers)
+    assert all(layer._cache is None for layer in twin.layers)
+    if workers == "threads":
+        assert all(layer._cache is None for r in twin._replicas for layer in r.layers)
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -59,7 +66,7 @@ def test_split_step_equals_the_readable_step(n, dropout, workers, rng):
     for a, b in zip(model.layers, twin.layers):  # the generators stand where they would
         if hasattr(a, "rng"):
             assert a.rng.random() == b.rng.random()
-    for replica in twin._replicas:  # and the copies keep their own
+    for replica in vars(twin).get("_replicas", []):  # and the copies keep their own
         for a, b in zip(replica.layers, twin.layers):
             assert getattr(a, "rng", None) is None or a.rng is not b.rng
 
@@ -132,3 +139,29 @@ def test_an_error_in_a_part_is_raised_and_blas_keeps_its_threads(workers, rng):
     if before is not None:
         assert parallel.OPENBLAS[1]() == before
     np.testing.assert_allclose(model.predict(x[:1]), model.forward(x[:1]))  # still works
+
+
+class ScriptUNet(UNet):
+    """A model class of the test module's own, which a worker may not be able to import."""
+
+
+def test_the_workers_start_again_and_refuse_nothing_silently(monkeypatch, rng):
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "PROCESSES", True)
+    model, twin = twins()
+    x = rng.random((2, 8, 8, 1))
+    np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    started = fast_workers.workers(1)
+    if started is None:
+        pytest.skip("no worker process can start here")
+    started[0].process.kill()  # a worker that died between two calls: a new one takes over
+    started[0].process.wait()
+    np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    assert fast_workers.workers(1)[0].process.pid != started[0].process.pid
+    assert not pathlib.Path(fast_workers.workers(1)[0].shared.path).exists()  # mapped, unnamed
+    # a class the worker cannot import (this module is not on its path): threads, same numbers
+    monkeypatch.setattr(fast_workers, "REFUSED", set())
+    script = ScriptUNet(input_shape=(8, 8, 1), filters=2, depth=2, dtype="float64", seed=5)
+    script.set_weights(model.get_weights())
+    np.testing.assert_allclose(script.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    assert ScriptUNet in fast_workers.REFUSED

@@ -10,15 +10,19 @@ took 76 ms instead of 111, one of the 16-filter UNet (batch 2) 357 ms instead of
 
 How:
 
-- the model's replica: a second UNet of the same configuration whose layers share the
-  model's parameter dicts (the same arrays, so it always has the current weights) and its
-  ``fast`` switches; made once and kept on the model;
+- where the parts run: the first in this process, each other one in a worker process
+  (``workers.py``, which says why not a thread: Python's lock), holding a replica of the
+  model with its current weights and ``fast`` switches. With :data:`PROCESSES` False, or
+  where no worker can start, they run in threads instead, on replicas here: a second UNet
+  of the same configuration whose layers share the model's parameter dicts (the same
+  arrays, so it always has the current weights) and its ``fast`` switches, made once and
+  kept on the model;
 - OpenBLAS: its thread count is set to 1 (through ``ctypes``, in the OpenBLAS that NumPy's
   wheels ship) while the parts run, and restored after. Where NumPy's BLAS is another
   library, :data:`WORKERS` is 1 and nothing here runs;
 - dropout: each part's masks are its rows of *one* draw of the model's own generator, the
   draw an undivided batch makes, so the masks, and the generator's state after the step,
-  are those of the readable path;
+  are those of the readable path (a worker asks this process for its rows);
 - the loss: the parts' predictions are joined and the loss and its gradient computed on
   the whole batch, as the readable path does (any loss); each part then runs backward on
   its rows of that gradient, and the parts' parameter gradients add up.
@@ -30,15 +34,20 @@ path: the same predictions, loss, gradients and dropout masks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
+import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from . import workers
 
 MAX_FILTERS = 32  # the widest first level (filters) that is split; wider layers keep BLAS busy
 
@@ -69,6 +78,8 @@ def find_openblas() -> tuple[Callable[[int], Any], Callable[[], int]] | None:
 OPENBLAS = find_openblas()
 # parts of a batch run side by side: as many as OpenBLAS has threads; 1 switches this off
 WORKERS = min(OPENBLAS[1](), 8) if OPENBLAS is not None else 1
+# the parts other than the first in worker processes (workers.py); False: in threads
+PROCESSES = True
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -98,6 +109,19 @@ def replicas(model: object, count: int) -> list[object]:
     return [model, *kept[: count - 1]]
 
 
+@contextmanager
+def one_blas_thread():
+    """BLAS on one thread per call meanwhile (each part has its core); then as before."""
+    before = OPENBLAS[1]() if OPENBLAS is not None else None
+    if OPENBLAS is not None:
+        OPENBLAS[0](1)
+    try:
+        yield
+    finally:
+        if before is not None:
+            OPENBLAS[0](before)
+
+
 def run(tasks: list[Callable[[], Any]]) -> list[Any]:
     """Call the tasks side by side (the first on this thread), BLAS on one thread each."""
     global _pool
@@ -109,23 +133,88 @@ def run(tasks: list[Callable[[], Any]]) -> list[Any]:
         with np.errstate(**errors):
             return task()
 
-    before = OPENBLAS[1]() if OPENBLAS is not None else None
-    if OPENBLAS is not None:
-        OPENBLAS[0](1)
     futures = []
+    with one_blas_thread():
+        try:
+            futures = [_pool.submit(within, task) for task in tasks[1:]]
+            first = tasks[0]()
+            return [first, *[future.result() for future in futures]]
+        finally:
+            wait(futures)  # even when a part failed: no part outlives the call
+
+
+def team(model: object, count: int) -> list[workers.Worker] | None:
+    """``count`` worker processes holding this model and its current weights, or None
+    (``PROCESSES`` off, or no worker could start): then the parts run in threads."""
+    if not PROCESSES or count < 1 or type(model) in workers.REFUSED:
+        return None
+    found = workers.workers(count)
     try:
-        futures = [_pool.submit(within, task) for task in tasks[1:]]
-        first = tasks[0]()
-        return [first, *[future.result() for future in futures]]
-    finally:
-        wait(futures)  # even when a part failed: no part outlives the call
-        if before is not None:
-            OPENBLAS[0](before)
+        for worker in found or []:
+            worker.hold(model)
+    except (OSError, EOFError, pickle.UnpicklingError):  # a worker has gone: a new one next
+        workers.close_all()
+        return None
+    except Exception:  # noqa: BLE001 - a model the workers cannot build (say, a class of
+        workers.REFUSED.add(type(model))  # a script's own): its parts run in threads
+        return None
+    return found
+
+
+def side_by_side(
+    own: Callable[[], Any], remote: list[workers.Part], kind: str, payloads: list
+) -> list:
+    """Start each remote part's ``kind`` with its payload, run ``own`` here meanwhile (BLAS on
+    one thread), then wait for every remote part: [own's result, *the parts' results]. The
+    first error is raised once every part has finished."""
+    errors = np.geterr()  # the caller's floating-point error handling, in the workers too
+    results, failure, started = [], None, []
+    for part, payload in zip(remote, payloads):
+        try:
+            part.start(kind, *payload, errors)
+        except OSError as error:  # the worker has gone: the parts started are waited for
+            failure = RuntimeError("numpy-unet: a worker process of the speed engine stopped")
+            failure.__cause__ = error
+            part.worker.close()
+            break
+        started.append(part)
+    with one_blas_thread():
+        try:
+            if failure is None:
+                results.append(own())
+        except BaseException as error:  # noqa: BLE001 - raised below, once all have finished
+            failure = error
+    for part in started:
+        try:
+            results.append(part.finish())
+        except BaseException as error:  # noqa: BLE001
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return results
+
+
+def fast_switches(model: object) -> list[bool | None]:
+    """Each layer's ``fast`` switch (None where it has none), for the workers' replicas."""
+    return [getattr(layer, "fast", None) for layer in model.layers]
 
 
 def forward(model: object, x: np.ndarray) -> np.ndarray:
     """``model.forward(x)`` (inference), the batch cut into parts run side by side."""
     cuts = parts(len(x))
+    with workers.LOCK if PROCESSES else contextlib.nullcontext():
+        return _forward(model, x, cuts)
+
+
+def _forward(model: object, x: np.ndarray, cuts: list[slice]) -> np.ndarray:
+    processes = team(model, len(cuts) - 1)
+    if processes is not None:  # the first part here, the others in the worker processes
+        remote = [workers.Part(w) for w in processes]
+        flags = fast_switches(model)
+        payloads = [(x[c], False, flags) for c in cuts[1:]]
+        return np.concatenate(
+            side_by_side(lambda: model.forward(x[cuts[0]]), remote, "forward", payloads)
+        )
     models = replicas(model, len(cuts))
     outs = run([lambda m=m, c=c: m.forward(x[c]) for m, c in zip(models, cuts)])
     return np.concatenate(outs)
@@ -156,8 +245,16 @@ def forward_backward(
     and leaves in the model's layers the gradients of the undivided batch, as
     ``model.forward(x, training=True)``, the objective and ``model.backward(dy)`` would.
     """
+    with workers.LOCK if PROCESSES else contextlib.nullcontext():
+        return _forward_backward(model, x, objective)
+
+
+def _forward_backward(
+    model: object, x: np.ndarray, objective: Callable[[np.ndarray], tuple[float, np.ndarray]]
+) -> tuple[float, np.ndarray]:
     n, cuts = len(x), parts(len(x))
-    models = replicas(model, len(cuts))
+    processes = team(model, len(cuts) - 1)
+    models = [model] if processes is not None else replicas(model, len(cuts))
     dropouts = [[la for la in m.layers if type(la).__name__ == "Dropout"] for m in models]
     own = [[layer.rng for layer in m_layers] for m_layers in dropouts]  # put back after
     real = own[0]  # the model's generators: they draw every part's masks
@@ -165,15 +262,42 @@ def forward_backward(
     for m_layers, rows in zip(dropouts, cuts):
         for layer, rng, common in zip(m_layers, real, shared):
             layer.rng = MaskDraw(rng, n, rows, common)
+    remote = []
+    if processes is not None:  # a worker's dropout layer asks here for its rows of a mask
+
+        def serve(rows: slice):
+            def answer(request: tuple) -> np.ndarray:
+                _, index, shape = request  # ("mask", dropout layer, shape)
+                return MaskDraw(real[index], n, rows, shared[index]).random(shape)
+
+            return answer
+
+        remote = [workers.Part(w, serve(c)) for w, c in zip(processes, cuts[1:])]
     try:
-        y_pred = np.concatenate(
-            run([lambda m=m, c=c: m.forward(x[c], training=True) for m, c in zip(models, cuts)])
-        )
+        if processes is not None:
+            flags = fast_switches(model)
+            payloads = [(x[c], True, flags) for c in cuts[1:]]
+            own_part = lambda: model.forward(x[cuts[0]], training=True)  # noqa: E731
+            y_parts = side_by_side(own_part, remote, "forward", payloads)
+        else:
+            y_parts = run(
+                [lambda m=m, c=c: m.forward(x[c], training=True) for m, c in zip(models, cuts)]
+            )
+        y_pred = np.concatenate(y_parts)
     finally:
         for m_layers, rngs in zip(dropouts, own):
             for layer, rng in zip(m_layers, rngs):
                 layer.rng = rng
     value, dy = objective(y_pred)  # the loss of the whole batch, as the readable path
+    if processes is not None:
+        side_by_side(
+            lambda: model.backward(dy[cuts[0]]), remote, "backward", [(dy[c],) for c in cuts[1:]]
+        )
+        for worker in processes:  # the parts' parameter gradients add up in the model's layers
+            for (i, name, _), g in zip(workers.weight_arrays(model), worker.views[1]):
+                layer = model.layers[i]
+                layer.grads[name] = layer.grads[name] + g
+        return value, y_pred
     run([lambda m=m, c=c: m.backward(dy[c]) for m, c in zip(models, cuts)])
     for twin in models[1:]:  # the parts' parameter gradients add up in the model's layers
         for mine, theirs in zip(model.layers, twin.layers):
