@@ -13,8 +13,11 @@
 - ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
   map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
 - ``parallel.py``: ``fit`` and ``predict`` split a batch of a thin UNet (at most 32
-  filters) over the cores, on copies of the model that share its weights; the same numbers.
+  filters) over the cores, on copies of the model with its weights; the same numbers.
   ``parallel.WORKERS = 1`` switches it off.
+- ``workers.py``: the worker processes that run the parts of a split batch after the
+  first, so that the parts never wait on each other for Python's lock;
+  ``parallel.PROCESSES = False`` runs them in threads instead.
 - ``allocator.py``: :func:`keep_freed_memory`, an explicit call that lets glibc reuse freed
   memory (10-25% off a training step here). Building a model does not make it; the
   ``numpy-unet`` command, the demo and the benchmarks do.

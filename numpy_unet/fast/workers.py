@@ -17,8 +17,10 @@ file. A dropout layer of the replica asks this process for its mask (:class:`Mas
 ``parallel.py``), so the masks are the undivided batch's. An error in the worker is raised
 here, as the error of a thread would be. The worker exits when this process closes its pipe.
 
-``parallel.PROCESSES = False`` switches to the threads of ``parallel.py``; where a worker
-cannot start, they are used too.
+The worker's BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1``), and it keeps freed memory
+as this process does (``allocator.py``). ``parallel.PROCESSES = False`` switches to the
+threads of ``parallel.py``; they are used too where a worker cannot start, and for a model
+class a worker cannot import (one defined in a script: :data:`REFUSED`).
 """
 
 from __future__ import annotations
