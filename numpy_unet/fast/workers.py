@@ -94,6 +94,7 @@ class Worker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        self.owner = os.getpid()  # a process forked from this one must not use the pipes
         self.held: tuple | None = None  # which model the replica is (id, class, config, layout)
         self.shared: Shared | None = None
         self.views: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
@@ -159,7 +160,7 @@ def workers(count: int) -> list[Worker] | None:
     global _failed
     if _failed:
         return None
-    _workers[:] = [w for w in _workers if w.process.poll() is None]
+    _workers[:] = [w for w in _workers if w.owner == os.getpid() and w.process.poll() is None]
     try:
         while len(_workers) < count:
             _workers.append(Worker())
@@ -173,7 +174,9 @@ def workers(count: int) -> list[Worker] | None:
 def close_all() -> None:
     """Let every worker go (they also exit when this process ends)."""
     while _workers:
-        _workers.pop().close()
+        worker = _workers.pop()
+        if worker.owner == os.getpid():
+            worker.close()
 
 
 class Part:
