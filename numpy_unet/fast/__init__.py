@@ -8,8 +8,9 @@
   same sum read two pixels at a time, as a convolution with twice the channels: wider
   products. Both apply a conv's bias and ReLU inside their blocks of rows.
 - ``winograd.py``: for 3x3 convolutions of at least 32 channels in and out, Winograd's
-  F(2x2, 3x3): 16 products for every 2x2 outputs instead of 36, the input and output
-  transformed by additions. :func:`conv_engine` picks the module for a shape.
+  F(2x2, 3x3): 16 products for every 2x2 outputs instead of 36, the input transformed by
+  additions, the output and the kernel by one small product each. :func:`conv_engine`
+  picks the module for a shape.
 - ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
   map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
 - ``parallel.py``: ``fit`` and ``predict`` split a batch of a thin UNet (at most 32
