@@ -5,6 +5,7 @@ where it applies."""
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -165,3 +166,22 @@ def test_the_workers_start_again_and_refuse_nothing_silently(monkeypatch, rng):
     script.set_weights(model.get_weights())
     np.testing.assert_allclose(script.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
     assert ScriptUNet in fast_workers.REFUSED
+
+
+def test_workers_that_cannot_run_leave_the_threads(monkeypatch, rng):
+    # a Python that exits at once (here: `false`) gives workers that die before answering:
+    # each call runs in threads, with the same numbers; after START_TRIES, none is started
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "PROCESSES", True)
+    fast_workers.close_all()
+    monkeypatch.setattr(fast_workers.sys, "executable", shutil.which("false") or "false")
+    monkeypatch.setattr(fast_workers, "_failed", False)
+    monkeypatch.setattr(fast_workers, "_died", 0)
+    model, twin = twins()
+    x = rng.random((2, 8, 8, 1))
+    for _ in range(fast_workers.START_TRIES):
+        np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    assert fast_workers._failed and fast_workers.workers(1) is None
+    np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    monkeypatch.undo()
+    fast_workers.close_all()  # the next test starts real workers again

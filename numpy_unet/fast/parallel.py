@@ -154,10 +154,13 @@ def team(model: object, count: int) -> list[workers.Worker] | None:
             worker.hold(model)
     except (OSError, EOFError, pickle.UnpicklingError):  # a worker has gone: a new one next
         workers.close_all()
+        workers.died_at_once(True)
         return None
     except Exception:  # noqa: BLE001 - a model the workers cannot build (say, a class of
         workers.REFUSED.add(type(model))  # a script's own): its parts run in threads
         return None
+    if found is not None:
+        workers.died_at_once(False)
     return found
 
 

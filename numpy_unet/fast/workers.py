@@ -150,7 +150,9 @@ class Worker:
 
 
 _workers: list[Worker] = []
-_failed = False
+_failed = False  # set after START_TRIES workers in a row died at once: threads from then on
+START_TRIES = 3
+_died = 0  # workers in a row that died before answering
 LOCK = threading.Lock()  # one split batch at a time talks to the workers
 REFUSED: set[type] = set()  # model classes a worker could not build: their parts in threads
 
@@ -168,6 +170,15 @@ def workers(count: int) -> list[Worker] | None:
         _failed = True
         return None
     return _workers[:count]
+
+
+def died_at_once(died: bool) -> None:
+    """Count workers that died before their first answer (say, a Python that cannot import
+    this package); after START_TRIES in a row, no more are started."""
+    global _died, _failed
+    _died = _died + 1 if died else 0
+    if _died >= START_TRIES:
+        _failed = True
 
 
 @atexit.register
