@@ -107,7 +107,10 @@ def shifted_sum(
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
     # NumPy runs an element-wise pass over two C-ordered arrays of one shape several times
     # faster than one that broadcasts a bias (F,) or the scalar 0 over rows of 8-64 values
-    bias_rows = None if bias is None else np.tile(bias.astype(out.dtype), (first, 1))  # (B, F)
+    bias_rows = None
+    if bias is not None:  # (B, F), C order; np.tile gives the same, in 10x the Python time
+        bias_rows = np.empty((first, f), out.dtype)
+        bias_rows[...] = bias
     zeros = np.zeros((first, f), out.dtype) if relu else None
     stacked_path = stack_rows(c, f, kh, len(out))
     if stacked_path:

@@ -90,7 +90,7 @@ def forward(
     n = xp.shape[0]
     kh, kw, _, f = kernel.shape
     wq = -(-wo // 2)  # output pairs per row
-    pair_bias = None if bias is None else np.tile(bias, 2)  # (2F,)
+    pair_bias = None if bias is None else np.concatenate((bias, bias))  # (2F,)
     relu = fast_conv.relu_inside(activation)
     z = fast_conv.products(as_pairs(xp, kw, wo), pair_kernel(kernel), ho, wq, pair_bias, relu)
     z = z.reshape(n, ho, 2 * wq, f)[:, :, :wo]  # (N, Ho, Wo, F), a view

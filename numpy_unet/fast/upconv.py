@@ -90,7 +90,7 @@ def forward(upsample, upconv, x: np.ndarray) -> np.ndarray:
     z = np.empty((n, h, 2, w, 2, f), upconv.dtype)  # z[:, p, r, q, s] is z[2p+r, 2q+s]
     relu = fast_conv.relu_inside(upconv.activation)
     if in_one_product(c, f):  # z[:, p, q, (r, s, f)] from one convolution, then interleaved
-        bias4 = None if bias is None else np.tile(bias, 4)  # (4F,)
+        bias4 = None if bias is None else np.concatenate((bias,) * 4)  # (4F,)
         kernel4 = all_phases_kernel(upconv.params["kernel"])
         z4 = fast_conv.products(xp, kernel4, h, w, bias4, relu)  # (N, h, w, 4F)
         z[...] = z4.reshape(n, h, w, 2, 2, f).transpose(0, 1, 3, 2, 4, 5)
