@@ -187,6 +187,37 @@ def test_winograds_rule(monkeypatch):
     assert conv._cache[1] is fast_winograd  # the layer kept which engine ran, for backward
 
 
+def test_thin_products_run_in_shorter_blocks_on_one_core(monkeypatch, rng):
+    # on one core, products (B, K) @ (K, F) with K >= 32 and F <= 16 take at most A_FLOATS
+    # values of input per block; wider F, narrower K, or two BLAS threads: the usual blocks
+    usual = max(fast_conv.BLOCK, fast_conv.BLOCK_FLOATS // 32)
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", (lambda n: None, lambda: 1))
+    assert fast_conv.block_rows(32, 16, 32) == fast_conv.A_FLOATS // 32 < usual
+    assert fast_conv.block_rows(16, 16, 48) == fast_conv.A_FLOATS // 48
+    assert fast_conv.block_rows(16, 32, 48) == usual  # F = 32
+    assert fast_conv.block_rows(32, 4, 32) == usual  # F = 4 (the pairs of a 16 -> 2 head)
+    assert fast_conv.block_rows(16, 16, 16) == max(fast_conv.BLOCK, fast_conv.BLOCK_FLOATS // 16)
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", (lambda n: None, lambda: 2))
+    assert fast_conv.block_rows(32, 16, 32) == usual
+    # the capped blocks give the loops' numbers: 16 -> 8 channels run as pairs, 32 -> 16,
+    # K = 32, 5 rows per block: the pairs' 47 grid rows in 10 blocks, the last shorter
+    monkeypatch.setattr(fast_parallel, "OPENBLAS", (lambda n: None, lambda: 1))
+    monkeypatch.setattr(fast_conv, "A_FLOATS", 5 * 32)
+    sizes = []
+    real = fast_conv.block_rows
+    monkeypatch.setattr(fast_conv, "block_rows", lambda *a: sizes.append(real(*a)) or sizes[-1])
+    x = rng.standard_normal((2, 5, 6, 16))
+    conv = Conv2D(8, 3, padding="same", activation="relu", dtype="float64", seed=4)
+    conv.build(x.shape)
+    conv.params["bias"] = rng.standard_normal(8)
+    y = conv.forward(x)
+    assert conv._cache[1] is fast_pairs and sizes == [5]
+    z = conv2d_forward_loops(x, conv.params["kernel"], conv.params["bias"], "same")
+    np.testing.assert_allclose(y, np.maximum(z, 0), rtol=1e-12, atol=1e-12)
+    report = gradcheck(conv, away_from_kinks(x))
+    assert report.passed and report.max_rel_error < 1e-6
+
+
 def test_conv_without_bias_gradcheck(rng):
     conv = Conv2D(2, 3, padding="same", use_bias=False, dtype="float64")
     report = gradcheck(conv, rng.standard_normal((1, 5, 4, 2)))

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
+
 BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 1 MB L2 cache
 
 
@@ -49,18 +51,27 @@ def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int] = (3
 
 
 BLOCK_FLOATS = 2048 * 64  # the most values per row block of an input or output: 512 KB
+A_FLOATS = 3 * 2**14  # on one core, the most values of a thin product's (B, K) input: 192 KB
 
 
-def block_rows(c: int, f: int) -> int:
-    """Rows per block of :func:`shifted_sum`: BLOCK, or more for thin layers, as many as
-    keep the block's C or F columns within BLOCK_FLOATS (8192 rows for 16 channels).
-    Fewer blocks are fewer NumPy calls, and each call lets go of Python's lock, which the
-    two threads of a split batch (``parallel.py``) then hand each other: the demo's
-    half-batch forward let go of it about 800 times instead of 1150. The gain in time was
-    within this machine's noise in most side-by-side runs (one run: 28.8 -> 26.5 ms for
-    the demo's predict, with blocks of 32768 rows); blocks of 2 MB made the 16-filter
-    network's predict slower (119 -> 133 ms), so 512 KB it is."""
-    return max(BLOCK, BLOCK_FLOATS // max(c, f))
+def block_rows(c: int, f: int, k: int | None = None) -> int:
+    """Rows per block of :func:`shifted_sum`, whose products are (B, K) @ (K, F) with K = C,
+    or kh*C with the rows stacked: BLOCK, or more for thin layers, as many as keep the
+    block's C or F columns within BLOCK_FLOATS (8192 rows for 16 channels). But on one core
+    (BLAS on one thread, as in the parts of a split batch) with K >= 32 and 8 <= F <= 16, only
+    as many as keep the (B, K) input within A_FLOATS: OpenBLAS ran those products a
+    quarter slower from 256 KB of input on. Measured on one core, forward: 32 -> 16
+    channels at 2x64x64, 1.26 -> 0.98 ms; at 256x256, 9.8 -> 7.5 ms; the pairs of 16 -> 8
+    at 2x128x128, 1.68 -> 1.31 ms; 16 -> 16 at 256x256, 5.8 -> 5.3 ms. With F = 32 or
+    F = 4 the shorter blocks were slower, and with BLAS on two threads slower everywhere
+    (the seed's 64 -> 64 at 256x256: 34 -> 41 ms).
+
+    Fewer blocks are fewer NumPy calls: blocks of 2 MB made the 16-filter network's
+    predict slower (119 -> 133 ms), so 512 KB it is."""
+    rows = max(BLOCK, BLOCK_FLOATS // max(c, f))
+    if k is not None and k >= 32 and 8 <= f <= 16 and parallel.one_core():
+        rows = min(rows, A_FLOATS // k)
+    return rows
 
 
 def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
@@ -70,19 +81,23 @@ def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
     return kh > 1 and c <= f and rows >= BLOCK
 
 
-def row_stack(
-    src: np.ndarray, start: int, span: int, kh: int, wp: int, buf: np.ndarray
-) -> np.ndarray:
-    """Rows ``[src[r + i*wp] for i < kh]`` side by side for r in [start, start + span): the kh
-    row shifts of a kernel column in one (span, kh*C) matrix, written into ``buf``."""
+def row_shifts(src: np.ndarray, kh: int, wp: int) -> np.ndarray:
+    """The kh row shifts of ``src`` (rows, C) as one strided view (rows - (kh-1)*wp, kh, C),
+    no copy: ``view[r, i] = src[r + i*wp]``. Made once per sum; :func:`row_stack` copies a
+    block of it (``as_strided`` takes 8 us a call, a slice of its result well under 1)."""
     step, item = src.strides
-    assert start + span + (kh - 1) * wp <= len(src), "row_stack would read past src"
-    # all kh shifts as one strided view (span, kh, C) of src, no copy: one copy into buf
-    # instead of kh (every NumPy call lets go of Python's lock, see block_rows)
-    shifts = np.lib.stride_tricks.as_strided(
-        src[start:], (span, kh, src.shape[1]), (step, wp * step, item), writeable=False
+    length = len(src) - (kh - 1) * wp
+    return np.lib.stride_tricks.as_strided(
+        src, (length, kh, src.shape[1]), (step, wp * step, item), writeable=False
     )
-    np.copyto(buf[:span], shifts)
+
+
+def row_stack(shifts: np.ndarray, start: int, span: int, buf: np.ndarray) -> np.ndarray:
+    """Rows ``[src[r + i*wp] for i < kh]`` side by side for r in [start, start + span): the kh
+    row shifts of a kernel column in one (span, kh*C) matrix, copied from the view
+    :func:`row_shifts` into ``buf`` (one copy instead of kh)."""
+    assert start + span <= len(shifts), "row_stack would read past src"
+    np.copyto(buf[:span], shifts[start : start + span])
     return buf.reshape(len(buf), -1)[:span]
 
 
@@ -102,7 +117,8 @@ def shifted_sum(
     ``max(out, 0)`` taken after the last, while the block is in cache.
     """
     kh, kw, c, f = kernel.shape
-    size = block_rows(c, f)
+    stacked_path = stack_rows(c, f, kh, len(out))
+    size = block_rows(c, f, kh * c if stacked_path else c)
     first = min(size, len(out))
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
     # NumPy runs an element-wise pass over two C-ordered arrays of one shape several times
@@ -112,18 +128,18 @@ def shifted_sum(
         bias_rows = np.empty((first, f), out.dtype)
         bias_rows[...] = bias
     zeros = np.zeros((first, f), out.dtype) if relu else None
-    stacked_path = stack_rows(c, f, kh, len(out))
     if stacked_path:
         # with the kh row shifts side by side, kernel column j is one (kh*C, F) matrix: a
         # copy of kh*C columns per block buys kw products with K = kh*C instead of kh*kw
         # with K = C, and kw - 1 additions instead of kh*kw - 1
         columns = [np.ascontiguousarray(kernel[:, j]).reshape(kh * c, f) for j in range(kw)]
         stack = np.empty((first + kw - 1, kh, c), out.dtype)
+        shifts = row_shifts(src, kh, wp)  # (rows', kh, C), a view
     for start in range(0, len(out), size):
         stop = min(start + size, len(out))
         block = out[start:stop]  # (B, F)
         if stacked_path:
-            stacked = row_stack(src, start, stop - start + kw - 1, kh, wp, stack)  # (B+kw-1, kh*C)
+            stacked = row_stack(shifts, start, stop - start + kw - 1, stack)  # (B+kw-1, kh*C)
             products = [(stacked[j : j + len(block)], columns[j]) for j in range(kw)]
         else:
             products = [
@@ -234,9 +250,10 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
         dk_columns = np.zeros((kw, kh * c, f), kernel.dtype)
         size = block_rows(kh * c, f)
         stack = np.empty((min(size, rows) + kw - 1, kh, c), xp.dtype)
+        shifts = row_shifts(flat, kh, wp)  # (rows', kh, C), a view
         for start in range(0, rows, size):
             stop = min(start + size, rows)
-            stacked = row_stack(flat, start, stop - start + kw - 1, kh, wp, stack)
+            stacked = row_stack(shifts, start, stop - start + kw - 1, stack)
             for j in range(kw):
                 dk_columns[j] += stacked[j : j + stop - start].T @ dz_grid[start:stop]
         dkernel = dk_columns.reshape(kw, kh, c, f).transpose(1, 0, 2, 3).copy()

@@ -109,6 +109,12 @@ def replicas(model: object, count: int) -> list[object]:
     return [model, *kept[: count - 1]]
 
 
+def one_core() -> bool:
+    """Does BLAS run on one thread (as in the parts of a split batch)? The speed engine's
+    block sizes depend on it (``conv.block_rows``, ``winograd.TILE_FLOATS``)."""
+    return OPENBLAS is None or OPENBLAS[1]() == 1
+
+
 @contextmanager
 def one_blas_thread():
     """BLAS on one thread per call meanwhile (each part has its core); then as before."""

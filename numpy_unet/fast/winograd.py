@@ -62,12 +62,7 @@ def pays_off(c: int, f: int, kernel_size: tuple[int, int], pixels: int) -> bool:
     pixels) 13 -> 22."""
     if tuple(kernel_size) != (3, 3) or min(c, f) < 32 or pixels < max(c, f):
         return False
-    return one_core() or c * f >= 128 * 256
-
-
-def one_core() -> bool:
-    """Does BLAS run on one thread (as in the parts of a split batch, ``parallel.py``)?"""
-    return parallel.OPENBLAS is None or parallel.OPENBLAS[1]() == 1
+    return parallel.one_core() or c * f >= 128 * 256
 
 
 def kernel_transform(kernel: np.ndarray) -> np.ndarray:
@@ -117,7 +112,7 @@ def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray
     xp = xp[:, :, :need_w]
     u = kernel_transform(kernel)  # (16, C, F)
     z = np.empty((n, th, 2, tw, 2, f), xp.dtype)  # z[:, p, r, q, s] is output (2p + r, 2q + s)
-    floats = TILE_FLOATS[0] if one_core() else TILE_FLOATS[1]
+    floats = TILE_FLOATS[0] if parallel.one_core() else TILE_FLOATS[1]
     step = max(1, min(th, floats // (16 * n * tw * max(c, f))))  # tile rows per block
     rows = np.empty((4, n, step, need_w, c), xp.dtype)
     v = np.empty((16, n * step * tw, c), xp.dtype)
