@@ -74,7 +74,7 @@ def as_pairs(xp: np.ndarray, kw: int, wo: int) -> np.ndarray:
     n, hp, wp, c = xp.shape
     width = 2 * (-(-wo // 2) + kw // 2)  # >= Wp
     if width > wp:
-        xp = np.pad(xp, ((0, 0), (0, 0), (0, width - wp), (0, 0)))
+        xp = fast_conv.zeros_after(xp, 0, width - wp)
     return np.ascontiguousarray(xp).reshape(n, hp, width // 2, 2 * c)
 
 
@@ -104,7 +104,7 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
     _, ho, wo, _ = dz.shape
     wq = -(-wo // 2)
     if 2 * wq != wo:  # odd width: the last pair's second pixel was never an output
-        dz = np.pad(dz, ((0, 0), (0, 0), (0, 1), (0, 0)))
+        dz = fast_conv.zeros_after(dz, 0, 1)
     pairs = as_pairs(xp, kw, wo)
     dpairs, dpair_kernel = fast_conv.backward(
         pairs, pair_kernel(kernel), dz.reshape(n, ho, wq, 2 * f)

@@ -85,7 +85,7 @@ def forward(upsample, upconv, x: np.ndarray) -> np.ndarray:
     upconv._check_channels(x)
     x = x.astype(upconv.dtype, copy=False)
     f = upconv.filters
-    xp = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))  # (N, h+1, w+1, C): zeros after
+    xp = fast_conv.zeros_after(x, 1, 1)  # (N, h+1, w+1, C): zeros after
     bias = upconv.params.get("bias")
     z = np.empty((n, h, 2, w, 2, f), upconv.dtype)  # z[:, p, r, q, s] is z[2p+r, 2q+s]
     relu = fast_conv.relu_inside(upconv.activation)
@@ -115,7 +115,7 @@ def backward(upconv, dy: np.ndarray) -> np.ndarray:
     n, h, w, c = x.shape
     dz = dy if upconv.activation is None else upconv.activation.backward(dy)
     dz = dz.astype(upconv.dtype, copy=False).reshape(n, h, 2, w, 2, -1)
-    xp = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))  # (N, h+1, w+1, C)
+    xp = fast_conv.zeros_after(x, 1, 1)  # (N, h+1, w+1, C)
     kernel = upconv.params["kernel"]
     dkernel = np.zeros_like(kernel)  # (2, 2, C, F)
     if in_one_product(c, kernel.shape[-1]):

@@ -108,7 +108,7 @@ def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray
     th, tw = -(-ho // 2), -(-wo // 2)  # tiles down and across
     need_h, need_w = 2 * th + 2, 2 * tw + 2
     if hp < need_h or wp < need_w:  # an odd Ho or Wo: one zero row or column more, cut later
-        xp = np.pad(xp, ((0, 0), (0, max(0, need_h - hp)), (0, max(0, need_w - wp)), (0, 0)))
+        xp = fast_conv.zeros_after(xp, max(0, need_h - hp), max(0, need_w - wp))
     xp = xp[:, :, :need_w]
     u = kernel_transform(kernel)  # (16, C, F)
     z = np.empty((n, th, 2, tw, 2, f), xp.dtype)  # z[:, p, r, q, s] is output (2p + r, 2q + s)
