@@ -118,7 +118,8 @@ def test_where_it_applies(workers):
     thin, wide = UNet((8, 8, 1), filters=2, depth=2), UNet((8, 8, 1), filters=64, depth=1)
     assert parallel.applies(thin, 2)
     assert not parallel.applies(thin, 1)  # one image: nothing to split
-    assert not parallel.applies(wide, 4)  # wide layers keep BLAS's own threads busy
+    assert parallel.applies(wide, 4) and parallel.applies(wide, 1)  # each layer in halves
+    assert not parallel.splits_batch(wide, 4) and parallel.splits_batch(thin, 2)
     assert [(s.start, s.stop) for s in parallel.parts(5)] == [(0, 2), (2, 5)]
 
 

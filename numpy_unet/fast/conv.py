@@ -47,9 +47,14 @@ def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int] = (3
     ``benchmarks/bench_layers.py --algorithms``."""
     if c < 8:
         return f <= 32 and kernel_size[0] * kernel_size[1] > 1
+    if parallel.halving():  # im2col's one product would run on one core; these run on both
+        return True
     return not (c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256)))
 
 
+# with the layer in halves, the fewest multiply-adds (rows x C x F x kh x kw) that are
+# worth the two halves' meeting (tens of microseconds): about a millisecond's work
+HALF_WORK = 2**26
 BLOCK_FLOATS = 2048 * 64  # the most values per row block of an input or output: 512 KB
 A_FLOATS = 3 * 2**14  # on one core, the most values of a thin product's (B, K) input: 192 KB
 
@@ -116,9 +121,20 @@ def shifted_sum(
     ``src`` is (rows, C), ``kernel`` (kh, kw, C, F), ``out`` (P, F), with
     P + (kh-1)*wp + (kw-1) <= rows, ``bias`` (F,) or None. Computed :func:`block_rows`
     rows of ``out`` at a time; the bias is added with the first product and, if ``relu``,
-    ``max(out, 0)`` taken after the last, while the block is in cache.
+    ``max(out, 0)`` taken after the last, while the block is in cache. With the layer in
+    halves (``parallel.halving()``), the first half of ``out``'s rows on one core and the
+    second on the other.
     """
     kh, kw, c, f = kernel.shape
+    if parallel.halving() and len(out) * c * f * kh * kw >= HALF_WORK and len(out) >= 2:
+        h = len(out) // 2  # row p of out reads src from row p on: the second half from h on
+        parallel.run(
+            [
+                lambda: shifted_sum(src, kernel, wp, out[:h], bias, relu),
+                lambda: shifted_sum(src[h:], kernel, wp, out[h:], bias, relu),
+            ]
+        )
+        return out
     stacked_path = stack_rows(c, f, kh, len(out))
     size = block_rows(c, f, kw * c if stacked_path else c)
     first = min(size, len(out))
@@ -255,28 +271,55 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, F, C): offset s_max - s
     dxp = np.empty((n * hp * wp, c), dz.dtype)
     shifted_sum(dz_pad, flipped, wp, dxp)  # (N*Hp*Wp, C)
+    return dxp.reshape(n, hp, wp, c), kernel_grad(flat, dz_grid, kh, kw, wp)
 
+
+def kernel_grad(flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int) -> np.ndarray:
+    """dK (kh, kw, C, F): ``dK[i, j] = flat[s : s + L].T @ dz_grid`` with s = i*wp + j and
+    L = len(dz_grid), by one of three paths: in chunks for thin layers, a kernel row at a time
+    on the stacks of :func:`shifted_sum`, or one product per offset. With the layer in halves
+    (``parallel.halving()``): on a long grid, each core sums half of the L rows and the two
+    sums are added; on a short one (the deep layers, few rows and many channels), each core
+    takes half of the F filters."""
+    rows, (c, f) = len(dz_grid), (flat.shape[1], dz_grid.shape[1])
+    halves = parallel.halving() and rows * c * f * kh * kw >= HALF_WORK
+    if halves and rows >= 2 * BLOCK:
+        h = rows // 2  # dz_grid row p meets flat rows from p on: the second half from h on
+        first, second = parallel.run(
+            [
+                lambda: kernel_grad(flat, dz_grid[:h], kh, kw, wp),
+                lambda: kernel_grad(flat[h:], dz_grid[h:], kh, kw, wp),
+            ]
+        )
+        return np.add(first, second, out=first)
+    if halves and f >= 2:
+        dkernel = np.empty((kh, kw, c, f), flat.dtype)
+
+        def half(filters: slice) -> None:
+            dkernel[..., filters] = kernel_grad(flat, dz_grid[:, filters], kh, kw, wp)
+
+        parallel.run([lambda: half(slice(0, f // 2)), lambda: half(slice(f // 2, f))])
+        return dkernel
     if chunked_grad(c, f, rows):
-        dkernel = kernel_grad_in_chunks(flat, dz_grid, kh, kw, wp)
-    elif stack_rows(c, f, kh, rows):
+        return kernel_grad_in_chunks(flat, dz_grid, kh, kw, wp)
+    if stack_rows(c, f, kh, rows):
         # the kernel gradient a kernel row at a time, with the stacks of shifted_sum:
         # dK[i] (kw*C, F) = sum over blocks of stacked[i*Wp : i*Wp + B].T @ dz_grid[block]
-        dkernel = np.zeros((kh, kw * c, f), kernel.dtype)
+        dkernel = np.zeros((kh, kw * c, f), flat.dtype)
         size = block_rows(kw * c, f)
-        stack = np.empty((min(size, rows) + (kh - 1) * wp, kw * c), xp.dtype)
+        stack = np.empty((min(size, rows) + (kh - 1) * wp, kw * c), flat.dtype)
         view = windows(flat, kw)  # (N*Hp*Wp - kw + 1, kw*C), a view
         for start in range(0, rows, size):
             stop = min(start + size, rows)
             stacked = stack_windows(view, start, stop - start + (kh - 1) * wp, stack)
             for i in range(kh):
                 dkernel[i] += stacked[i * wp : i * wp + stop - start].T @ dz_grid[start:stop]
-        dkernel = dkernel.reshape(kh, kw, c, f)
-    else:
-        dkernel = np.empty_like(kernel)
-        for i, j in np.ndindex(kh, kw):
-            s = i * wp + j
-            np.matmul(flat[s : s + rows].T, dz_grid, out=dkernel[i, j])  # (C, F)
-    return dxp.reshape(n, hp, wp, c), dkernel
+        return dkernel.reshape(kh, kw, c, f)
+    dkernel = np.empty((kh, kw, c, f), flat.dtype)
+    for i, j in np.ndindex(kh, kw):
+        s = i * wp + j
+        np.matmul(flat[s : s + rows].T, dz_grid, out=dkernel[i, j])  # (C, F)
+    return dkernel
 
 
 CHUNK_WORK = 2**19  # C * F * rows of one product of the chunked kernel gradient

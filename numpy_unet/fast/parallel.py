@@ -84,9 +84,17 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def applies(model: object, n: int) -> bool:
-    """Split a batch of ``n`` images of this model over the cores?"""
+    """Run a batch of ``n`` images of this model on all the cores? Either the batch split
+    (:func:`splits_batch`) or, for a wide network, each layer in halves (:func:`layer_halves`)."""
     config = getattr(model, "config", None)
-    return WORKERS > 1 and n >= 2 and config is not None and config["filters"] <= MAX_FILTERS
+    if WORKERS < 2 or config is None:
+        return False
+    return splits_batch(model, n) or config["filters"] > MAX_FILTERS
+
+
+def splits_batch(model: object, n: int) -> bool:
+    """Split a batch of ``n`` images of this (thin) model over the cores?"""
+    return WORKERS > 1 and n >= 2 and model.config["filters"] <= MAX_FILTERS
 
 
 def parts(n: int) -> list[slice]:
@@ -129,7 +137,8 @@ def one_blas_thread():
 
 
 def run(tasks: list[Callable[[], Any]]) -> list[Any]:
-    """Call the tasks side by side (the first on this thread), BLAS on one thread each."""
+    """Call the tasks side by side (the first on this thread), BLAS on one thread each.
+    Inside a task :func:`halving` is False: a half is not cut in halves again."""
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max(1, WORKERS - 1), thread_name_prefix="numpy-unet")
@@ -140,13 +149,51 @@ def run(tasks: list[Callable[[], Any]]) -> list[Any]:
             return task()
 
     futures = []
+    halves_before = halving()
     with one_blas_thread():
         try:
             futures = [_pool.submit(within, task) for task in tasks[1:]]
+            _local.halves = False
             first = tasks[0]()
             return [first, *[future.result() for future in futures]]
         finally:
+            _local.halves = halves_before
             wait(futures)  # even when a part failed: no part outlives the call
+
+
+# -- the other way to use the cores: each layer's work in two halves -----------------------
+#
+# The batch split above needs a batch and a thin network. A wide network (the seed's, 64
+# filters) or a single image runs its layers one after the other instead, and each layer's
+# products are cut in two, one half per core: the rows of a shifted sum (conv.shifted_sum),
+# the tile rows of Winograd's products (winograd.products), the rows or filters of a kernel
+# gradient (conv.backward). BLAS runs on one thread the whole pass.
+#
+# Why not BLAS's own threads: they share out every product, and wait on each other inside
+# it. On this machine they ran the seed's 256x256 layers half as fast for minutes at a time
+# (the seed's predict 740-810 ms instead of 545-575), while two halves, which meet once per
+# layer, ran at the same speed throughout (575-650 ms, measured alternating in one process).
+
+_local = threading.local()  # .halves: is this thread running a model in halves?
+
+
+def halving() -> bool:
+    """Should the speed engine cut this layer's work in two halves, side by side (:func:`run`)?
+    True in the thread that runs a model inside :func:`layer_halves`, False in the halves."""
+    return getattr(_local, "halves", False)
+
+
+@contextmanager
+def layer_halves():
+    """Meanwhile, in this thread, the speed engine runs each layer in two halves, one per core,
+    BLAS on one thread (see above); then as before. Only with two or more cores."""
+    before = halving()
+    _local.halves = WORKERS > 1
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        _local.halves = before
 
 
 def team(model: object, count: int) -> list[workers.Worker] | None:
@@ -209,7 +256,11 @@ def fast_switches(model: object) -> list[bool | None]:
 
 
 def forward(model: object, x: np.ndarray) -> np.ndarray:
-    """``model.forward(x)`` (inference), the batch cut into parts run side by side."""
+    """``model.forward(x)`` (inference), the batch cut into parts run side by side, or each
+    layer in halves."""
+    if not splits_batch(model, len(x)):
+        with layer_halves():
+            return model.forward(x)
     cuts = parts(len(x))
     with workers.LOCK if PROCESSES else contextlib.nullcontext():
         return _forward(model, x, cuts)
@@ -253,7 +304,14 @@ def forward_backward(
     dL/dy_pred (a loss's forward, then its backward). Returns the loss and the predictions,
     and leaves in the model's layers the gradients of the undivided batch, as
     ``model.forward(x, training=True)``, the objective and ``model.backward(dy)`` would.
+    Where the batch is not split, those three lines run with each layer in halves.
     """
+    if not splits_batch(model, len(x)):
+        with layer_halves():
+            y_pred = model.forward(x, training=True)
+            value, dy = objective(y_pred)
+            model.backward(dy)
+        return value, y_pred
     with workers.LOCK if PROCESSES else contextlib.nullcontext():
         return _forward_backward(model, x, objective)
 

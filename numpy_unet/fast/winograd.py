@@ -40,6 +40,9 @@ from . import parallel
 # the most values of V (16 x tiles x C) made at once, BLAS on one thread / on more: 1 MB
 # (a core's L2 cache) or 8 MB in float32; measured, as pays_off says
 TILE_FLOATS = (2**18, 2**21)
+# with the layer in halves, the fewest tiles per block: the seed's 1024 -> 512 at 32x32 took
+# 60 ms in blocks of 16 tiles (one tile row, as TILE_FLOATS allows), 38-41 in blocks of 128
+MIN_TILES = 128
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
@@ -102,7 +105,8 @@ def output_transform(m: np.ndarray, y4: np.ndarray, z: np.ndarray) -> None:
 def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray:
     """z, the 3x3 convolution of the padded input ``xp`` (N, Hp, Wp, C), on a grid of whole
     2x2 tiles: (N, Ho, Wo, F) with Ho and Wo rounded up to even (the extra row or column
-    is cut off by the caller). The tiles a block of tile rows at a time (TILE_FLOATS)."""
+    is cut off by the caller). With the layer in halves (``parallel.halving()``), the first
+    half of the tile rows on one core, the second on the other."""
     n, hp, wp, c = xp.shape
     f = kernel.shape[-1]
     th, tw = -(-ho // 2), -(-wo // 2)  # tiles down and across
@@ -112,21 +116,40 @@ def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray
     xp = xp[:, :, :need_w]
     u = kernel_transform(kernel)  # (16, C, F)
     z = np.empty((n, th, 2, tw, 2, f), xp.dtype)  # z[:, p, r, q, s] is output (2p + r, 2q + s)
+    # tile rows per block: as many as keep V within TILE_FLOATS, but with the layer in
+    # halves at least MIN_TILES tiles (below that, BLAS spends more time on U than on them)
     floats = TILE_FLOATS[0] if parallel.one_core() else TILE_FLOATS[1]
-    step = max(1, min(th, floats // (16 * n * tw * max(c, f))))  # tile rows per block
-    rows = np.empty((4, n, step, need_w, c), xp.dtype)
+    step = max(1, floats // (16 * n * tw * max(c, f)))
+    if parallel.halving() and th >= 2:
+        step, h = max(step, -(-MIN_TILES // (n * tw))), th // 2
+        parallel.run(
+            [lambda: tile_rows(xp, u, z, 0, h, step), lambda: tile_rows(xp, u, z, h, th, step)]
+        )
+    else:
+        tile_rows(xp, u, z, 0, th, step)
+    return z.reshape(n, 2 * th, 2 * tw, f)  # (N, 2 th, 2 tw, F)
+
+
+def tile_rows(
+    xp: np.ndarray, u: np.ndarray, z: np.ndarray, first: int, last: int, step: int
+) -> None:
+    """Tile rows [first, last) of :func:`products`' z (N, th, 2, tw, 2, F), from ``xp`` and
+    U (16, C, F), ``step`` tile rows at a time."""
+    n, _, _, tw, _, f = z.shape
+    c = xp.shape[-1]
+    step = min(step, last - first)
+    rows = np.empty((4, n, step, xp.shape[2], c), xp.dtype)
     v = np.empty((16, n * step * tw, c), xp.dtype)
     m = np.empty((16, n * step * tw, f), xp.dtype)
     y4 = np.empty((4, n * step * tw, f), xp.dtype)
-    for start in range(0, th, step):
-        t = min(step, th - start)
+    for start in range(first, last, step):
+        t = min(step, last - start)
         count = n * t * tw  # tiles in this block
         v_t = v[:, :count].reshape(4, 4, n, t, tw, c)  # splitting axes: always a view
         assert v_t.base is v, "the transformed tiles must be written into v itself"
         input_transform(xp[:, 2 * start : 2 * (start + t) + 2], tw, rows[:, :, :t], v_t)
         np.matmul(v[:, :count], u, out=m[:, :count])  # (16, tiles, C) @ (16, C, F)
         output_transform(m[:, :count], y4[:, :count], z[:, start : start + t])
-    return z.reshape(n, 2 * th, 2 * tw, f)  # (N, 2 th, 2 tw, F)
 
 
 def forward(
