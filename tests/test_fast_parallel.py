@@ -116,10 +116,12 @@ def test_fit_is_the_same_split_or_not(monkeypatch, rng):
 
 def test_where_it_applies(workers):
     thin, wide = UNet((8, 8, 1), filters=2, depth=2), UNet((8, 8, 1), filters=64, depth=1)
-    assert parallel.applies(thin, 2)
-    assert not parallel.applies(thin, 1)  # one image: nothing to split
-    assert parallel.applies(wide, 4) and parallel.applies(wide, 1)  # each layer in halves
-    assert not parallel.splits_batch(wide, 4) and parallel.splits_batch(thin, 2)
+    assert parallel.applies(thin, 2) and parallel.splits_batch(thin, 2)
+    assert not parallel.splits_batch(thin, 1)  # one image: nothing to split
+    assert not parallel.halves_pay(thin, (1, 8, 8, 1))  # nor worth its layers' halves
+    assert parallel.halves_pay(thin, (1, 256, 256, 1))  # but a large one is
+    assert parallel.applies(wide, 4) and not parallel.splits_batch(wide, 4)
+    assert parallel.halves_pay(wide, (4, 8, 8, 1))  # a wide network: each layer in halves
     assert [(s.start, s.stop) for s in parallel.parts(5)] == [(0, 2), (2, 5)]
 
 
