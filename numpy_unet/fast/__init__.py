@@ -14,8 +14,10 @@
 - ``upconv.py``: the seed's ``UpSampling2D(2)`` and 2x2 ``Conv2D`` in one, on the small
   map; ``UNet.forward`` takes it where the up-conv's ``fast`` switch is on.
 - ``parallel.py``: ``fit`` and ``predict`` split a batch of a thin UNet (at most 32
-  filters) over the cores, on copies of the model with its weights; the same numbers.
-  ``parallel.WORKERS = 1`` switches it off.
+  filters) over the cores, on copies of the model with its weights; a wider UNet's batch
+  (or a thin one's single large image) runs each layer in two halves, one per core, which
+  ``conv.py`` and ``winograd.py`` cut where ``parallel.halving()`` says so. The same
+  numbers either way; ``parallel.WORKERS = 1`` switches both off.
 - ``workers.py``: the worker processes that run the parts of a split batch after the
   first, so that the parts never wait on each other for Python's lock;
   ``parallel.PROCESSES = False`` runs them in threads instead.

@@ -1,4 +1,5 @@
-"""The speed engine's data parallelism: each core runs the whole UNet on part of the batch.
+"""The speed engine's use of the cores: each core runs the whole UNet on part of the batch
+(a thin network's batch) or half of each layer's work (a wide network, or one large image).
 
 Why: in a thin network (8-32 filters) most of the work is products of (rows, 8-64) by
 (8-64, 8-64) and element-wise passes over small arrays. OpenBLAS splits each product over
@@ -26,6 +27,10 @@ How:
 - the loss: the parts' predictions are joined and the loss and its gradient computed on
   the whole batch, as the readable path does (any loss); each part then runs backward on
   its rows of that gradient, and the parts' parameter gradients add up.
+
+A batch that is not split (the seed's network, or a thin network's single image of
+256x256 or more) runs with each layer's products in two halves instead, one per core
+(:func:`layer_halves`, below).
 
 Nothing in ``layers/`` or ``model/`` needs this module to be correct; ``fit`` and
 ``predict`` call it where :func:`applies` says so. The tests check it against the readable
