@@ -6,7 +6,9 @@ and the demo's (8 filters, 128x128, batch 4); ``--filters/--size/--batch`` time 
 
 - numpy-unet ``predict(x)`` and one training step (forward in training mode, binary
   cross-entropy, backward), as ``predict`` and ``fit`` run them: with the speed engine,
-  which for networks of at most 32 filters splits a batch over the cores;
+  which for networks of at most 32 filters splits a batch over the cores, and otherwise
+  (the seed's network, or one thin image of 256x256 or more) cuts each layer's work in two
+  halves, one per core (numpy_unet/fast/parallel.py);
 - where PyTorch is installed (``pip install torch==2.13.0``, CPU build), the same network
   with the same weights in PyTorch, in the same process, and the ratio numpy / PyTorch; as a
   sanity check, the largest difference between the two predictions;

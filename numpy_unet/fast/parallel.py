@@ -186,9 +186,9 @@ def run(tasks: list[Callable[[], Any]]) -> list[Any]:
 # gradient (conv.backward). BLAS runs on one thread the whole pass.
 #
 # Why not BLAS's own threads: they share out every product, and wait on each other inside
-# it. On this machine they ran the seed's 256x256 layers half as fast for minutes at a time
-# (the seed's predict 740-810 ms instead of 545-575), while two halves, which meet once per
-# layer, ran at the same speed throughout (575-650 ms, measured alternating in one process).
+# it. On this machine they ran the seed's 256x256 layers half as fast for a minute at a time
+# (the seed's predict 684-794 ms instead of 529-654), while two halves, which meet once per
+# layer, ran at the same speed throughout (453-547 ms, alternating in one process).
 
 _local = threading.local()  # .halves: is this thread running a model in halves?
 
