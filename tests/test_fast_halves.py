@@ -139,19 +139,23 @@ def test_winograd_in_halves_of_tile_rows_equals_loops(
     assert report.passed and report.max_rel_error < 1e-6
 
 
-def test_a_wide_unet_runs_in_halves_with_the_same_numbers(monkeypatch, rng):
-    # filters 64 (wider than parallel.MAX_FILTERS): predict and a training step, with and
+@pytest.mark.parametrize(("filters", "n"), [(64, 2), (8, 1)])
+def test_a_unet_runs_in_halves_with_the_same_numbers(filters, n, monkeypatch, rng):
+    # filters 64 (wider than parallel.MAX_FILTERS), or a thin network's single image (its
+    # pixel pairs, stacks and chunks in halves): predict and a training step, with and
     # without the halves; small blocks and no work threshold, so that every layer splits
     monkeypatch.setattr(fast_conv, "BLOCK", 16)
     monkeypatch.setattr(fast_conv, "HALF_WORK", 0)
-    config = dict(input_shape=(16, 16, 1), filters=64, depth=2, dropout=0.5, dtype="float64")
+    monkeypatch.setattr(fast_parallel, "HALVES_PIXELS", 0)
+    config = dict(input_shape=(16, 16, 1), filters=filters, depth=2, dropout=0.5)
+    config["dtype"] = "float64"
     model = UNet(**config, seed=3)
-    x = rng.random((2, 16, 16, 1))
-    y = (rng.random((2, 16, 16, 1)) < 0.6).astype(np.float64)
+    x = rng.random((n, 16, 16, 1))
+    y = (rng.random((n, 16, 16, 1)) < 0.6).astype(np.float64)
     results = []
     for workers in (1, 2):
         monkeypatch.setattr(fast_parallel, "WORKERS", workers)
-        assert fast_parallel.applies(model, 2) == (workers == 2)
+        assert fast_parallel.applies(model, n) == (workers == 2)
         twin = UNet(**config, seed=3)
         calls = []
         real = fast_parallel.run

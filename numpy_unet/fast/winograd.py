@@ -54,9 +54,10 @@ A_BOTH = np.kron(A_T, A_T)  # (4, 16): Y = A^T M A for all 4 outputs (r, s) at o
 def pays_off(c: int, f: int, kernel_size: tuple[int, int], pixels: int) -> bool:
     """Winograd for a 3x3 kernel with at least 32 channels in and out, on an output of at
     least max(C, F) pixels (N x Ho x Wo): below that U's 16 x C x F values cost more than the
-    products save. When BLAS runs on more than one thread (the seed's UNet, not split over
-    the cores), the products run twice as fast while NumPy's transforms do not: then only
-    for C x F of at least 128 x 256.
+    products save. When BLAS runs on more than one thread (a thin network's single image
+    below ``parallel.HALVES_PIXELS``; the seed's network until it ran in layer halves), the
+    products run twice as fast while NumPy's transforms do not: then only for C x F of at
+    least 128 x 256.
 
     Measured layer by layer (forward, float32, ms): on one core the 16-filter UNet's 128 ->
     128 at 32x32, 3.5 -> 2.2; 256 -> 128 at 32x32, 6.6 -> 4.2; the demo's 128 -> 64 at
