@@ -7,6 +7,10 @@ What it measures, for batch 1, float32, 256x256 input (the seed's size):
   UpSampling2D) and a Conv2DTranspose(512, 2, strides=2) from 16x16x1024;
 - MaxPooling2D(2) and UpSampling2D(2) (times only, their GFLOP/s column is '-').
 
+A layer on its own runs its readable code (im2col for a conv); ``--engine`` gives each
+conv a speed engine (``numpy_unet.fast.Engine``), as a UNet whose switch is on does, with
+the algorithm its rules pick and BLAS's own threads.
+
 For each layer: median forward and backward time (ms) over R repeats after one warm-up
 call, and GFLOP/s with FLOP = 2*M*K*N for the forward and twice that for the backward
 (the dx and dkernel products). For a convolution M = N*Ho*Wo, K = kh*kw*Cin, N = Cout (its
@@ -17,26 +21,18 @@ so that machine noise hits both alike: the BLAS ceiling, and the ratio fwd / mat
 
 ``--algorithms`` times, for every conv of the seed's UNet (256x256, batch 1), of the
 16-filter one (256x256, batch 2) and of the demo's (8 filters, 128x128, batch 4), forward plus
-backward with the readable im2col of ``layers/conv2d.py`` and with the speed engine's two
-convolutions, forced on: shifted products (``numpy_unet/fast/conv.py``) and pixel pairs
-(``numpy_unet/fast/pairs.py``); it prints which the rule ``fast.conv_engine`` picks. These
-runs are what the rule rests on. On the 2-core machine this project is developed on
-(2026-11-27), im2col won below 8 input channels and on small outputs with C <= F, where the
-shifted products waste the padded grid's margin (27% of the work at 16x16). On 2026-11-28
-pixel pairs lost on 2x2 kernels (half of their pair kernel is zeros) and from 64 channels
-on, and won on the 16 -> 2 and 8 -> 2 head convs (1.6-1.8x) in both runs; on the other 3x3
-convs of 8-32 channels the two were within this machine's noise of each other, one run
-favouring each (layer-by-layer timings, best of three, favoured pairs by 0-45%). Since the
-thin networks run one part of the batch per core (``numpy_unet/fast/parallel.py``), their
-convs are timed that way here: one core's part, BLAS on one thread. Measured so, pairs won
-where one side has 8 or fewer channels and lost backward from 16 channels on both sides,
-and the shifted products beat im2col on a thin first layer (one input channel): the rule
-now says so. The up-convs are timed here as plain 2x2 convs after an up-sampling; inside a
-UNet they run fused (``numpy_unet/fast/upconv.py``).
+backward by each of the speed engine's algorithms, forced on (``Engine(algorithm=...)``):
+the readable im2col of ``layers/conv2d.py``, shifted products (``fast/conv.py``), pixel
+pairs (``fast/pairs.py``) and Winograd's F(2x2, 3x3) (``fast/winograd.py``); it prints which
+the rules pick. These runs are what the rules rest on; ``benchmarks/RESULTS.md`` keeps them.
+The thin networks' convs are timed as they run inside a UNet, one core's part of the batch
+with BLAS on one thread; the seed's whole, on BLAS's threads. The up-convs are timed here as
+plain 2x2 convs after an up-sampling; inside a UNet they run fused (``fast/upconv.py``).
 
 Run from the repository root::
 
     python benchmarks/bench_layers.py               # full size, 5 repeats
+    python benchmarks/bench_layers.py --engine      # the convs by the speed engine
     python benchmarks/bench_layers.py --algorithms  # im2col against the speed engine
     python benchmarks/bench_layers.py --repeats 9
     python benchmarks/bench_layers.py --quick       # 64x64 input, 2 repeats: a smoke test
@@ -47,6 +43,7 @@ Thread counts are BLAS's own; set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to chan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -60,12 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the package importable
     sys.path.insert(0, str(ROOT))
 
-import numpy_unet.fast.conv as fast_conv  # noqa: E402
-import numpy_unet.fast.pairs as fast_pairs  # noqa: E402
-import numpy_unet.fast.parallel as fast_parallel  # noqa: E402
-import numpy_unet.fast.winograd as fast_winograd  # noqa: E402
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.fast import conv_engine, keep_freed_memory  # noqa: E402
+from numpy_unet.fast import Engine, keep_freed_memory  # noqa: E402
 from numpy_unet.layers import (  # noqa: E402
     Conv2D,
     Conv2DTranspose,
@@ -228,55 +221,49 @@ def fwd_bwd_seconds(layer: Conv2D, x: np.ndarray, repeats: int) -> tuple[float, 
 
 
 def compare_algorithms(repeats: int, quick: bool) -> None:
-    """im2col against the speed engine's two convolutions (shifted products and pixel
-    pairs) on every conv of the seed's, the 16-filter and the demo's UNets, as each runs:
-    the thin ones (``parallel.applies``) one part of the batch per core, BLAS on one thread,
-    the seed's whole, BLAS on all threads."""
+    """im2col against the speed engine's algorithms on every conv of the seed's, the
+    16-filter and the demo's UNets, as each runs inside a UNet: the thin ones one part of
+    the batch per core, BLAS on one thread, the seed's whole, on BLAS's threads."""
     nets = [("seed", 64, 256, 1), ("isbi16", 16, 256, 2), ("demo", 8, 128, 4)]
     if quick:
         nets = [("seed/4", 16, 64, 1), ("demo", 8, 128, 4)]
-    real = fast_conv.pays_off, fast_pairs.pays_off, fast_winograd.pays_off
-    engines = ("im2col", "shifted", "pairs", "winograd")
+    algorithms = ("im2col", "shifted", "pairs", "winograd")
     fmt = "{:<7} {:<9} {:>15} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9}"
-    columns = [f"{e} ms" for e in engines]
+    columns = [f"{e} ms" for e in algorithms]
     print(fmt.format("net", "conv", "input", *columns, "fwd", "fwd+bwd", "rule"))
-    print(fmt.format("", "", "", *["fwd|fwd+bwd"] * len(engines), "faster", "faster", ""))
+    print(fmt.format("", "", "", *["fwd|fwd+bwd"] * len(algorithms), "faster", "faster", ""))
     rng = np.random.default_rng(0)
-    threads = fast_parallel.OPENBLAS[1]() if fast_parallel.OPENBLAS else None
+    rules = Engine()  # the rules of this machine, for the column "rule"
+    runtime = rules.runtime()
     for net, filters, size, whole in nets:
-        split = fast_parallel.WORKERS > 1 and filters <= fast_parallel.MAX_FILTERS
-        batch = -(-whole // fast_parallel.WORKERS) if split else whole  # one core's part
-        if threads is not None:
-            fast_parallel.OPENBLAS[0](1 if split else threads)
+        split = rules.splits(UNet((16, 16, 1), filters=filters, depth=1), whole)
+        parts = runtime.split.count + 1 if split else 1
+        batch = -(-whole // parts)  # one core's part
+        blas = runtime.blas.one_thread() if split else contextlib.nullcontext()
         seen = set()
-        for name, c, f, h, k in unet_convs(filters, size):
-            if (c, f, h, k) in seen:
-                continue
-            seen.add((c, f, h, k))
-            x = rng.standard_normal((batch, h, h, c), dtype=DTYPE)
-            times = {}
-            for engine in engines:
-                if engine == "winograd" and k != 3:
-                    times[engine] = (np.nan, np.nan)  # Winograd's F(2x2, 3x3): 3x3 only
+        with blas:
+            for name, c, f, h, k in unet_convs(filters, size):
+                if (c, f, h, k) in seen:
                     continue
-                fast_conv.pays_off = lambda *shape: True  # noqa: E731 - force the engine on
-                fast_pairs.pays_off = lambda c, f, kw, on=engine == "pairs": on and kw >= 2
-                fast_winograd.pays_off = lambda *shape, on=engine == "winograd": on
-                layer = Conv2D(f, k, padding="same", activation="relu", seed=0)
-                layer.fast = engine != "im2col"
-                times[engine] = fwd_bwd_seconds(layer, x, repeats)
-                fast_conv.pays_off, fast_pairs.pays_off, fast_winograd.pays_off = real
-            if k < 2:
-                times["pairs"] = (np.nan, np.nan)  # a 1x1 kernel has no pairs
-            faster = [min((t[i], e) for e, t in times.items() if t[i] == t[i])[1] for i in (0, 1)]
-            picked = conv_engine(c, f, (k, k), h, h, batch)
-            rule = "im2col" if picked is None else picked.__name__.rsplit(".", 1)[1]
-            rule = "shifted" if rule == "conv" else rule
-            shape = f"{batch}x{h}x{h}x{c}"
-            ms = [f"{times[e][0] * 1e3:.1f}|{times[e][1] * 1e3:.1f}" for e in engines]
-            print(fmt.format(net, name, shape, *ms, *faster, rule), flush=True)
-    if threads is not None:
-        fast_parallel.OPENBLAS[0](threads)
+                seen.add((c, f, h, k))
+                x = rng.standard_normal((batch, h, h, c), dtype=DTYPE)
+                times = {}
+                for algorithm in algorithms:
+                    if (algorithm == "winograd" and k != 3) or (algorithm == "pairs" and k < 2):
+                        times[algorithm] = (np.nan, np.nan)  # not for this kernel
+                        continue
+                    layer = Conv2D(f, k, padding="same", activation="relu", seed=0)
+                    layer.engine = Engine(algorithm=algorithm, rules=runtime.rules)
+                    times[algorithm] = fwd_bwd_seconds(layer, x, repeats)
+                faster = [
+                    min((t[i], e) for e, t in times.items() if t[i] == t[i])[1] for i in (0, 1)
+                ]
+                one = split or runtime.blas.threads() == 1
+                rule = rules.choose(c, f, (k, k), h, h, batch, False, one)
+                shape = f"{batch}x{h}x{h}x{c}"
+                ms = [f"{times[e][0] * 1e3:.1f}|{times[e][1] * 1e3:.1f}" for e in algorithms]
+                print(fmt.format(net, name, shape, *ms, *faster, rule), flush=True)
+    rules.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -290,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--algorithms", action="store_true", help="im2col against the speed engine, per conv"
     )
+    parser.add_argument("--engine", action="store_true", help="the convs by the speed engine")
     args = parser.parse_args(argv)
     repeats = 2 if args.quick else max(1, args.repeats)
     keep_freed_memory()  # as the numpy-unet command does
@@ -313,7 +301,10 @@ def main(argv: list[str] | None = None) -> None:
     print(fmt.format(*cols))
     print("-" * 108)
     rng = np.random.default_rng(0)
+    engine = Engine() if args.engine else None
     for case in build_cases(scale):
+        if isinstance(case.layer, Conv2D):
+            case.layer.engine = engine
         t = measure(case, repeats, rng)
         shape = "x".join(str(d) for d in case.x_shape[1:])
         row = [case.name, shape, f"{t['fwd'] * 1e3:.1f}", f"{t['bwd'] * 1e3:.1f}"]
@@ -329,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
             ]
         print(fmt.format(*row), flush=True)
     print(f"total run time {time.perf_counter() - start:.1f} s")
+    if engine is not None:
+        engine.close()
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ What it measures (float32, 2 threads), for three networks by default: the seed's
 256x256, batch 1), the real-data setting of ``train_isbi.py`` (16 filters, 256x256, batch 2)
 and the demo's (8 filters, 128x128, batch 4); ``--filters/--size/--batch`` time one other.
 
-- numpy-unet ``predict(x)`` and one training step (forward in training mode, binary
-  cross-entropy, backward), as ``predict`` and ``fit`` run them: with the speed engine,
-  which for networks of at most 32 filters splits a batch over the cores, and otherwise
-  (the seed's network, or one thin image of 256x256 or more) cuts each layer's work in two
-  halves, one per core (numpy_unet/fast/parallel.py);
+- numpy-unet ``predict(x)`` and one training step (``model.forward(x, training=True)``,
+  binary cross-entropy, ``model.backward``), with the model's speed switch on (the
+  default): for networks of at most 32 filters the engine splits a batch over the cores,
+  the second part in a worker process, and otherwise (the seed's network, or one thin
+  image of 256x256 or more) cuts each layer's work in two halves, one per core
+  (numpy_unet/fast/);
 - where PyTorch is installed (``pip install torch==2.13.0``, CPU build), the same network
   with the same weights in PyTorch, in the same process, and the ratio numpy / PyTorch; as a
   sanity check, the largest difference between the two predictions;
@@ -31,6 +32,11 @@ and the demo's (8 filters, 128x128, batch 4); ``--filters/--size/--batch`` time 
   which would otherwise set numpy_unet.fast.allocator's settings in both processes): the peak
   is then the memory really in use. A third child reports numpy-unet as it runs, keeping
   freed memory for reuse (numpy_unet/fast/allocator.py).
+
+- ``--loop`` (and by default, for the 16-filter network): a step of ``fit`` (its time for
+  ten steps, divided by ten) against the same ten steps written by hand, forward, loss,
+  backward and the optimizer's update: the speed engine lives in ``forward`` and
+  ``backward``, so the two should take the same time.
 
 Run from the repository root::
 
@@ -70,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time predict and a step over sizes 64-512 and batches 1-4",
     )
     p.add_argument(
+        "--loop", action="store_true", help="only: a step of fit against one written by hand"
+    )
+    p.add_argument(
         "--memory-child", choices=["numpy", "torch", "numpy-kept"], help=argparse.SUPPRESS
     )
     args = p.parse_args(argv)
@@ -100,12 +109,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from numpy_unet import UNet  # noqa: E402
-from numpy_unet.fast import keep_freed_memory  # noqa: E402
-from numpy_unet.fast import parallel as fast_parallel  # noqa: E402
-from numpy_unet.fast import upconv as fast_upconv  # noqa: E402
-from numpy_unet.fast import workers as fast_workers  # noqa: E402
+from numpy_unet.fast import Engine, keep_freed_memory  # noqa: E402
 from numpy_unet.losses import BinaryCrossentropy  # noqa: E402
-from numpy_unet.train.fit import forward_backward  # noqa: E402
 
 
 def have_torch() -> bool:
@@ -126,10 +131,11 @@ def make_inputs(rng: np.random.Generator, batch: int, size: int) -> tuple[np.nda
 
 
 def numpy_step(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
-    """Forward in training mode, BCE, backward: everything but the optimizer update, as
-    ``fit`` runs it (for thin networks, with the batch split over the cores:
-    numpy_unet/fast/parallel.py)."""
-    forward_backward(model, BinaryCrossentropy(), x, y)
+    """Forward in training mode, BCE, backward: everything but the optimizer update, as a
+    loop written by hand runs it (and ``fit``)."""
+    loss = BinaryCrossentropy()
+    loss.forward(model.forward(x, training=True), y)
+    model.backward(loss.backward())
 
 
 def torch_runner(model: UNet, x: np.ndarray, y: np.ndarray, channels_last: bool = False):
@@ -175,17 +181,19 @@ def memory_child(which: str) -> None:
     RSS once started."""
     if which == "torch":
         import torch  # noqa: F401  (imported before the baseline, like numpy)
-    workers = []
-    if which != "torch" and fast_parallel.PROCESSES and fast_parallel.WORKERS > 1:
-        tiny = UNet((8, 8, 1), filters=2, depth=1)  # starts the workers, which import all
-        tiny.predict(np.zeros((fast_parallel.WORKERS, 8, 8, 1), np.float32))
-        workers = [w.process.pid for w in fast_workers.workers(fast_parallel.WORKERS - 1) or []]
+    engine = Engine()
+    if which != "torch":  # start the workers (which import all) on a tiny model first
+        tiny = UNet((8, 8, 1), filters=2, depth=1)
+        tiny.engine = engine
+        tiny.predict(np.zeros((4, 8, 8, 1), np.float32))
+    workers = [w.process.pid for w in engine.runtime().split.workers]
     base = rss_mb("VmRSS")
     bases = [rss_mb("VmRSS", pid) for pid in workers]
     # numpy-unet as it runs (numpy-kept) keeps freed memory for reuse; for the comparison
     # both return it at once, so that the peak is the memory really in use
     keep_freed_memory(which == "numpy-kept")
     model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
+    model.engine = engine  # the engine whose workers are measured
     x, y = make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size)
     if which != "torch":
         step = lambda: numpy_step(model, x, y)  # noqa: E731
@@ -237,19 +245,21 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
         layer.backward = timed(layer.backward, (layer.name, "bwd"))
     # the speed engine's fused up-sampling + up-conv runs neither layer's own methods: time
     # it under the up-conv's name (its up-sampling then shows as fused)
-    workers = fast_parallel.WORKERS
-    fast_parallel.WORKERS = 1  # layer by layer: the whole batch through each, no parts
-    fused = fast_upconv.forward, fast_upconv.backward
-    fast_upconv.forward = lambda up, conv, x: timed(fused[0], (conv.name, "fwd"))(up, conv, x)
-    fast_upconv.backward = lambda conv, d: timed(fused[1], (conv.name, "bwd"))(conv, d)
+    engine = model.engine
+    fused = engine.upsample_conv, engine.upsample_conv_backward
+    engine.upsample_conv = lambda up, conv, x: timed(fused[0], (conv.name, "fwd"))(up, conv, x)
+    engine.upsample_conv_backward = lambda up, conv, d: timed(fused[1], (conv.name, "bwd"))(
+        up, conv, d
+    )
+    model.workers = 0  # layer by layer: the whole batch through each, no parts
     try:
         numpy_step(model, x, y)  # a warm-up step, not counted: its first allocations fault
         times.clear()
         for _ in range(5):
             numpy_step(model, x, y)
     finally:
-        fast_parallel.WORKERS = workers
-        fast_upconv.forward, fast_upconv.backward = fused
+        model.workers = None
+        del engine.upsample_conv, engine.upsample_conv_backward
         for layer, fwd, bwd in originals:
             layer.forward, layer.backward = fwd, bwd
     macs = {r.name: r.mult_adds for r in model.rows}
@@ -283,6 +293,33 @@ def layer_table(model: UNet, x: np.ndarray, y: np.ndarray) -> None:
         print(f"{layer.name:12}" + "".join(cells))
 
 
+def loop_table(filters: int, size: int, batch: int, steps: int = 10) -> None:
+    """A step of ``fit`` against the same steps written by hand (forward, loss, backward,
+    the optimizer's update), each in its own block, medians of 3 runs of ``steps`` steps."""
+    x, y = make_inputs(np.random.default_rng(0), batch, size)
+    model = UNet((size, size, 1), filters=filters, seed=0)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+
+    def by_hand() -> None:
+        loss = BinaryCrossentropy()
+        for _ in range(steps):
+            loss.forward(model.forward(x, training=True), y)
+            model.backward(loss.backward())
+            model.optimizer.step(model)
+
+    def by_fit() -> None:
+        model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0)
+
+    hand = _median_time(by_hand) / steps
+    time.sleep(1.0)
+    fit = _median_time(by_fit) / steps
+    print(
+        f"\nfilters {filters}, {batch}x{size}x{size}: a step of fit {fit * 1e3:.0f} ms, the same "
+        f"step by hand {hand * 1e3:.0f} ms (ratio hand / fit {hand / fit:.2f})"
+    )
+    model.close()
+
+
 def scaling_table(torch_ok: bool) -> None:
     """Training-step time over input sizes and batch sizes, for the 16-filter network and the
     seed's, numpy-unet beside PyTorch (channels-last), each in its own block (medians of 3):
@@ -301,6 +338,7 @@ def scaling_table(torch_ok: bool) -> None:
             if torch_ok:
                 t = _median_time(torch_runner(model, x, y, channels_last=True)[1])
                 time.sleep(1.0)
+            model.close()
             mpix = batch * size * size / 1e6
             cells = f"{n * 1e3:10.0f}" + (
                 f"{t * 1e3:10.0f}{n / t:7.2f}" if t else f"{'-':>10}{'-':>7}"
@@ -397,6 +435,7 @@ def compare(
         print(f"  (ratio {mem['numpy'] / mem['torch']:.2f})", end="")
         result["memory_ratio"] = mem["numpy"] / mem["torch"]
     print()
+    model.close()  # its engine's worker process, if it started one
     return result
 
 
@@ -405,6 +444,9 @@ def main() -> None:
         memory_child(ARGS.memory_child)
         return
     keep_freed_memory()  # as the numpy-unet command does; PyTorch, in the same process, too
+    if ARGS.loop:
+        loop_table(16, 256, 2)
+        return
     torch_ok = have_torch()
     ceiling = matmul_ceiling()
     print(
@@ -426,6 +468,8 @@ def main() -> None:
                 f"  {r['label']:28} predict {r['ratio_predict']:.2f}   step {r['ratio_step']:.2f}"
                 + (f"   memory {r['memory_ratio']:.2f}" if "memory_ratio" in r else "")
             )
+    if ARGS.networks is NETWORKS:
+        loop_table(16, 256, 2)
     kept = measure_memory("numpy-kept", ARGS.filters, ARGS.size, ARGS.batch)
     if kept is not None:
         print(
@@ -434,6 +478,7 @@ def main() -> None:
     if ARGS.layers:
         model = UNet((ARGS.size, ARGS.size, 1), filters=ARGS.filters, seed=0)
         layer_table(model, *make_inputs(np.random.default_rng(0), ARGS.batch, ARGS.size))
+        model.close()
     if ARGS.scaling:
         scaling_table(torch_ok)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -46,18 +48,39 @@ def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
     conv = (student / "numpy_unet" / "layers" / "conv2d.py").read_text()
     assert conv.count('raise NotImplementedError("exercise conv2d_backward') == 2  # and col2im
     assert "dcols @ kernel" not in conv
-    fast = (student / "numpy_unet" / "fast" / "conv.py").read_text()
-    assert "def backward" not in fast and "def forward" not in fast  # a stub: pays_off only
-    winograd = (student / "numpy_unet" / "fast" / "winograd.py").read_text()
-    assert "def backward" not in winograd and "def forward" not in winograd  # pays_off: never
-    upconv = (student / "numpy_unet" / "fast" / "upconv.py").read_text()
-    assert "def backward" not in upconv and "def forward" not in upconv  # applies: never
-    parallel = (student / "numpy_unet" / "fast" / "parallel.py").read_text()
-    assert "def forward" not in parallel and "def applies" in parallel  # never
+    assert not (student / "numpy_unet" / "fast").exists()  # the speed engine stays out
     loops = (student / "numpy_unet" / "layers" / "loops.py").read_text()
     assert "def conv2d_forward_loops" in loops  # the forward references stay
     assert "def conv2d_backward_loops" not in loops and "def maxpool_backward_loops" not in loops
     assert "def conv2d_transpose_backward_loops" not in loops
+
+
+def test_a_copys_models_run_the_readable_layers(student):
+    # no engine in the copy: its UNet's switch stays off, its fit and predict still run
+    code = (  # the copy's package under its own name, whatever else is installed
+        "import importlib.util, sys\n"  # (an editable install's finder would win: not here)
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        "spec = importlib.util.spec_from_file_location('numpy_unet', 'numpy_unet/__init__.py',"
+        " submodule_search_locations=['numpy_unet'])\n"
+        "sys.modules['numpy_unet'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(sys.modules['numpy_unet'])\n"
+        "import numpy as np\n"
+        "from numpy_unet import UNet\n"
+        "model = UNet((8, 8, 1), filters=2, depth=1)\n"
+        "print(model.fast, model.engine_headline(2))\n"
+        "print(model.predict(np.zeros((2, 8, 8, 1), np.float32)).shape)\n"
+        "assert UNet.__module__ == 'numpy_unet.model.unet' and 'student' in sys.modules["
+        "'numpy_unet'].__file__\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=student, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False speed engine: off (this copy has no numpy_unet/fast); every layer's own "
+        "forward and backward",
+        "(2, 8, 8, 1)",
+    ]
 
 
 def test_an_untouched_copy_scores_zero_and_the_package_full_marks(student):

@@ -8,6 +8,7 @@ names a user imports) and ``__main__`` stand on top of everything.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "numpy_unet"
 
 LEVELS = {
-    "fast": 0,  # the speed engine: numpy and ctypes only
     "tables": 0,
     "files": 0,
-    "layers": 1,  # the layers: numpy, and the one switch into fast/
+    "layers": 1,  # the layers: numpy only; a conv's engine is handed to it by its model
+    "fast": 2,  # the speed engine: the layers' readable code, numpy, ctypes
     "losses": 2,
     "optimizers": 2,
     "gradcheck": 2,
@@ -153,5 +154,32 @@ def test_importing_the_layers_loads_only_the_layers():
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('numpy_unet'))))"
     )
     loaded = {part(m) for m in out.split()}
-    assert loaded <= {None, "layers", "fast", "gradcheck", "tables"}, out
+    assert loaded <= {None, "layers", "gradcheck", "tables"}, out
     assert "matplotlib" not in out
+
+
+def test_importing_the_package_or_building_a_model_starts_nothing():
+    """No thread, no process, no search for a library (ctypes) before a model's first pass;
+    the first pass of a thin network's batch starts one worker process, which close() ends."""
+    out = run_python(
+        "import ctypes, os, threading\n"
+        "loaded = []\n"
+        "real = ctypes.CDLL.__init__\n"
+        "ctypes.CDLL.__init__ = lambda self, *a, **k: loaded.append(a[0]) or real(self, *a, **k)\n"
+        "def children():\n"
+        "    path = f'/proc/{os.getpid()}/task/{os.getpid()}/children'\n"
+        "    return open(path).read().split() if os.path.exists(path) else []\n"
+        "import numpy_unet.layers, numpy_unet.fast\n"
+        "from numpy_unet import UNet\n"
+        "model = UNet((8, 8, 1), filters=2, depth=2)\n"
+        "print(len(loaded), threading.active_count(), len(children()))\n"
+        "import numpy as np\n"
+        "model.predict(np.zeros((2, 8, 8, 1), np.float32))\n"
+        "print(len(loaded) > 0, len(children()))\n"
+        "model.close()\n"
+        "print(len(children()))\n"
+    )
+    before, first, closed = out.splitlines()
+    assert before == "0 1 0", out  # nothing loaded, one thread, no child
+    if os.path.exists("/proc/self/task") and os.name == "posix":
+        assert first == "True 1" and closed == "0", out

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from numpy_unet import UNet, gradcheck
-from numpy_unet.fast import upconv as fast_upconv
 from numpy_unet.gradcheck import ModelWithLoss
 from numpy_unet.layers import Conv2D, Dropout
 from numpy_unet.losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss
@@ -119,6 +118,7 @@ def test_gradcheck_other_layouts(options, rng):
     assert report.passed and report.max_rel_error < 1e-6
 
 
+@pytest.mark.slow  # 31 million parameters: seconds on a quiet machine, minutes on a busy one
 def test_directional_gradcheck_of_the_full_seed_unet(rng):
     model = UNet((16, 16, 1), dtype="float64", seed=4)  # all 31,031,685 parameters
     random_biases(model, rng)
@@ -322,17 +322,16 @@ def test_backward_never_writes_into_an_array_a_layer_handed_back():
 
     for layer in model.layers:
         layer.backward = recording(layer)
-    fused = fast_upconv.backward  # the speed engine's up-sampling + up-conv, in one call
+    fused = model.engine.upsample_conv_backward  # up-sampling + up-conv, in one call
 
-    def fused_recorded(upconv, d):
-        out = fused(upconv, d)
+    def fused_recorded(upsample, upconv, d):
+        out = fused(upsample, upconv, d)
         handed_back.append((upconv.name, out, out.copy()))
         return out
 
+    model.engine.upsample_conv_backward = fused_recorded
     x = np.random.default_rng(0).random((2, 16, 16, 1))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fast_upconv, "backward", fused_recorded)
-        model.backward(np.random.default_rng(1).standard_normal(model.forward(x).shape))
+    model.backward(np.random.default_rng(1).standard_normal(model.forward(x).shape))
     names = [name for name, _, _ in handed_back]
     assert [names.count(level.merge.name) for level in model.up] == [2, 2]  # two each
     assert all(names.count(level.upconv.name) == 1 for level in model.up)

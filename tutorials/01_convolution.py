@@ -311,14 +311,14 @@ for k in (1, 2, 3):
 # %% [markdown]
 # Same numbers, very different speed. The loops run one Python iteration per output pixel
 # and filter; im2col copies the windows once and hands the arithmetic to BLAS.
-# (`fast=False` below keeps `Conv2D` on the im2col code of `layers/conv2d.py`. By default,
-# from 8 input channels on, it hands larger images to the speed engine in
-# `numpy_unet/fast/conv.py`, which gives the same numbers without the im2col copy.)
+# (A `Conv2D` on its own always runs this im2col code of `layers/conv2d.py`. Inside a
+# `UNet` whose speed switch is on, the model's engine computes z by faster algorithms where
+# it has one, with the same numbers: `numpy_unet/fast/`, and tutorial 04.)
 
 # %%
 n, size, cin, cout = pick((2, 32, 32, 16), (1, 16, 8, 8))
 x_big = rng.standard_normal((n, size, size, cin)).astype(np.float32)
-conv = Conv2D(cout, 3, padding="same", seed=0, fast=False)  # im2col, the version above
+conv = Conv2D(cout, 3, padding="same", seed=0)  # im2col, the version above
 conv.build(x_big.shape)
 t0 = time.perf_counter()
 fast = conv.forward(x_big)

@@ -797,10 +797,10 @@ for make, says in (
 # `model.summary()` computes the shapes without running anything. To confirm them, run a
 # real forward pass and record what every layer returns. The helper below wraps each
 # layer's `forward`, like a forward hook in PyTorch, then removes the wrappers again.
-# It also turns off the speed engine's switch (`fast`) on every conv: that engine computes
-# each `UpSampling2D` and the 2x2 conv after it in one go (`numpy_unet/fast/upconv.py`),
-# so the up-sampling layer's own `forward` would never run. Off, every layer runs, one
-# after the other, and the numbers are the same.
+# It runs the model with its speed switch off (`with model.readable():`): the speed engine
+# computes each `UpSampling2D` and the 2x2 conv after it in one go
+# (`numpy_unet/fast/upconv.py`), so the up-sampling layer's own `forward` would never run.
+# Off, every layer runs its own code, one after the other, and the numbers are the same.
 #
 # In quick mode this cell uses a smaller model (8 filters, 64x64 input) so that it runs in
 # a moment; the full run pushes one 256x256 image through the full 31-million-parameter
@@ -811,10 +811,7 @@ for make, says in (
 def forward_with_shapes(model: UNet, x: np.ndarray) -> tuple[np.ndarray, dict]:
     """``model.forward(x)``, plus the output shape of every layer, by layer name."""
     seen = {}
-    fast = {layer.name: layer.fast for layer in model.layers if hasattr(layer, "fast")}
     for layer in model.layers:
-        if layer.name in fast:
-            layer.fast = False  # readable layers only: no fused up-sampling + conv
 
         def hooked(inputs, training=False, _forward=layer.forward, _name=layer.name):
             out = _forward(inputs, training=training)
@@ -823,12 +820,11 @@ def forward_with_shapes(model: UNet, x: np.ndarray) -> tuple[np.ndarray, dict]:
 
         layer.forward = hooked  # an instance attribute shadows the class's method
     try:
-        y = model.forward(x)
+        with model.readable():  # every layer's own forward, none fused by the speed engine
+            y = model.forward(x)
     finally:
         for layer in model.layers:
             del layer.forward  # back to the class's method
-            if layer.name in fast:
-                layer.fast = fast[layer.name]
     return y, seen
 
 

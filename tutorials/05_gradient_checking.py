@@ -454,9 +454,9 @@ assert (numerical, analytic) == (0.5, 0.0), "at the kink: the average slope agai
 # The next cell builds a tiny UNet in float64 (2 filters), counts the pre-activations that
 # are exactly 0, and runs the check of the whole network with its loss (section 6 explains
 # `ModelWithLoss`). In quick mode the network is smaller still (one pooling, 8x8 input).
-# To count, it wraps each conv's ReLU `forward`, with the conv's speed-engine switch
-# (`fast`) off meanwhile: the engine applies a ReLU inside its matrix products, where no
-# wrapper sees it. The numbers are the same either way.
+# To count, it wraps each conv's ReLU `forward`, with the model's speed switch off
+# meanwhile (`with model.readable():`): the speed engine takes the ReLU inside its matrix
+# products, where no wrapper sees it. The numbers are the same either way.
 #
 # **Predict before you run.** Every backward in this UNet is correct (section 2). Will the
 # elementwise check of the whole network pass? If not, which tensors will it flag: inputs,
@@ -468,9 +468,7 @@ def exact_zeros(model: UNet, x: np.ndarray) -> dict[str, int]:
     """How many inputs of each conv's ReLU are exactly 0, in one forward pass."""
     counts = {}
     relus = [lay for lay in model.layers if isinstance(getattr(lay, "activation", None), ReLU)]
-    fast = {layer.name: layer.fast for layer in relus}
     for layer in relus:
-        layer.fast = False  # the readable conv: its ReLU's own forward runs
 
         def hooked(z, training=False, _forward=layer.activation.forward, _name=layer.name):
             counts[_name] = int(np.count_nonzero(z == 0))
@@ -478,11 +476,11 @@ def exact_zeros(model: UNet, x: np.ndarray) -> dict[str, int]:
 
         layer.activation.forward = hooked  # an instance attribute shadows the method
     try:
-        model.forward(x)
+        with model.readable():  # every layer's own forward: each ReLU's runs
+            model.forward(x)
     finally:
         for layer in relus:
             del layer.activation.forward
-            layer.fast = fast[layer.name]
     return {name: n for name, n in counts.items() if n}
 
 

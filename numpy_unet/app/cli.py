@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..fast import keep_freed_memory
 from ..files import fresh_dir
 from ..labels import COLOR_DICT
 from ..tables import format_table
@@ -242,6 +241,7 @@ def _train(args: argparse.Namespace) -> int:
         validation = (x_val, y_val) if len(x_val) else None
     for fixed in ("epochs", "steps_per_epoch"):  # the command line's (or recipe's) own
         options.pop(fixed, None)
+    model.workers = args.workers
     out = Path(args.out) if args.resume else fresh_dir(args.out)
     try:
         return _train_into(args, out, x, y, model, options, validation, what)
@@ -374,6 +374,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.resize and args.tile is not None:
         raise ValueError("numpy-unet predict: --resize and --tile exclude each other")
     model = load_model(args.weights)
+    model.workers = args.workers
     if args.tile is not None:
         from ..train.tiling import check_tile
 
@@ -655,6 +656,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels", type=int, default=2**26, help="refuse larger images (8192 x 8192)"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes the speed engine may start for a thin network's batches "
+        "(default: one per extra core; 0: none)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="probability and mask PNGs for images")
@@ -694,6 +702,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resize each image to the network's input size first, as the seed's "
         "testGenerator does (outputs are then of that size)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes the speed engine may start for a thin network's batches "
+        "(default: one per extra core; 0: none)",
     )
     p.set_defaults(func=_predict)
 
@@ -743,10 +758,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def keep_freed_memory() -> None:
+    """The command is the whole process: let glibc reuse freed memory (``fast/allocator.py``;
+    a course copy of the package has no ``fast`` part, and does without)."""
+    try:
+        from ..fast import keep_freed_memory as keep
+    except ModuleNotFoundError as err:
+        if not (err.name or "").endswith(".fast"):
+            raise
+        return
+    keep()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numpy-unet`` command."""
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # the command is the whole process: let glibc reuse freed memory
+    keep_freed_memory()
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: files, folders,

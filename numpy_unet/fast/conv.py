@@ -1,9 +1,9 @@
 """The speed engine's convolution: a sum of shifted matrix products, no im2col matrix.
 
-``layers/conv2d.py`` holds the readable im2col version; ``Conv2D(fast=True)`` (the default)
-sends the shapes where this one is faster here, by the rule in :func:`pays_off`. Both give
-the same numbers (``tests/test_conv2d.py``); ``benchmarks/bench_layers.py --algorithms``
-times both on the seed's and the demo's layers.
+``layers/conv2d.py`` holds the readable im2col version. A model's engine
+(``engine.py``) sends a conv here where the rule in :func:`pays_off` says this one is
+faster. Both give the same numbers (``tests/test_engine_kernels.py``);
+``benchmarks/bench_layers.py --algorithms`` times both.
 
 For a kernel offset (i, j), every output pixel (h, w) reads the input pixel (h+i, w+j).
 Flatten the padded input (N, Hp, Wp, C) to rows ``flat`` (N*Hp*Wp, C); then the row of
@@ -32,58 +32,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parallel
-
-BLOCK = 2048  # rows per block: 2048 x 64 floats (512 KB) fit in a core's 1 MB L2 cache
+from .cores import Cores
 
 
-def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int] = (3, 3)) -> bool:
+def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple[int, int], halving: bool) -> bool:
     """The rule: shifted products from 8 input channels up, except on small outputs with
     C <= F (16x16 and below, or 32x32 from 256 channels), where im2col's one wider product
     wins. Below 8 channels (a first layer) only for at most 32 filters and a kernel wider
     than one pixel: there im2col's copy of every (kh, kw, 1) window costs more than the
-    products (twice the time of a thin first layer's forward here), while with 64 filters
-    the shifted backward's products of one output channel are slower. Measured with
-    ``benchmarks/bench_layers.py --algorithms``."""
+    products, while with 64 filters the shifted backward's products of one output channel
+    are slower. With the layer in halves (``halving``) always: im2col's one product would
+    run on one core."""
     if c < 8:
         return f <= 32 and kernel_size[0] * kernel_size[1] > 1
-    if parallel.halving():  # im2col's one product would run on one core; these run on both
+    if halving:
         return True
     return not (c <= f and (ho * wo <= 16 * 16 or (ho * wo <= 32 * 32 and c >= 256)))
 
 
-# with the layer in halves, the fewest multiply-adds (rows x C x F x kh x kw) that are
-# worth the two halves' meeting (tens of microseconds): about a millisecond's work
-HALF_WORK = 2**26
-BLOCK_FLOATS = 2048 * 64  # the most values per row block of an input or output: 512 KB
-A_FLOATS = 3 * 2**14  # on one core, the most values of a thin product's (B, K) input: 192 KB
-
-
-def block_rows(c: int, f: int, k: int | None = None) -> int:
+def block_rows(c: int, f: int, cores: Cores, k: int | None = None) -> int:
     """Rows per block of :func:`shifted_sum`, whose products are (B, K) @ (K, F) with K = C,
-    or kh*C with the rows stacked: BLOCK, or more for thin layers, as many as keep the
-    block's C or F columns within BLOCK_FLOATS (8192 rows for 16 channels). But on one core
-    (BLAS on one thread, as in the parts of a split batch) with K >= 32 and 8 <= F <= 16, only
-    as many as keep the (B, K) input within A_FLOATS: OpenBLAS ran those products a
-    quarter slower from 256 KB of input on. Measured on one core, forward: 32 -> 16
-    channels at 2x64x64, 1.26 -> 0.98 ms; at 256x256, 9.8 -> 7.5 ms; the pairs of 16 -> 8
-    at 2x128x128, 1.68 -> 1.31 ms; 16 -> 16 at 256x256, 5.8 -> 5.3 ms. With F = 32 or
-    F = 4 the shorter blocks were slower, and with BLAS on two threads slower everywhere
-    (the seed's 64 -> 64 at 256x256: 34 -> 41 ms).
-
-    Fewer blocks are fewer NumPy calls: blocks of 2 MB made the 16-filter network's
-    predict slower (119 -> 133 ms), so 512 KB it is."""
-    rows = max(BLOCK, BLOCK_FLOATS // max(c, f))
-    if k is not None and k >= 32 and 8 <= f <= 16 and parallel.one_core():
-        rows = min(rows, A_FLOATS // k)
+    or kh*C with the rows stacked: as many as keep the block's C or F columns within half
+    of L2 (``rules.block_floats``), and at least ``rules.block``. On one core with
+    K >= 32 and 8 <= F <= 16, only as many as keep the (B, K) input within
+    ``rules.thin_input_floats``: OpenBLAS runs those thin products slower on larger inputs.
+    Larger blocks mean fewer NumPy calls but spill out of the cache."""
+    rules = cores.rules
+    rows = max(rules.block, rules.block_floats // max(c, f))
+    if k is not None and k >= 32 and 8 <= f <= 16 and cores.one_thread():
+        rows = min(rows, max(1, rules.thin_input_floats // k))
     return rows
 
 
-def stack_rows(c: int, f: int, kh: int, rows: int) -> bool:
+def stack_rows(c: int, f: int, kh: int, rows: int, cores: Cores) -> bool:
     """Stack each row's kw neighbours side by side (see :func:`stack_windows`)? It pays when
     the products are tall and thin (C <= F, and at least a block of rows); on smaller
     inputs its copy of the kernel costs more than it saves."""
-    return kh > 1 and c <= f and rows >= BLOCK
+    return kh > 1 and c <= f and rows >= cores.rules.block
 
 
 def windows(src: np.ndarray, kw: int) -> np.ndarray:
@@ -101,8 +86,7 @@ def stack_windows(view: np.ndarray, start: int, span: int, buf: np.ndarray) -> n
     """Rows ``src[r : r + kw].ravel()`` for r in [start, start + span), copied from the view
     :func:`windows` into ``buf`` (span, kw*C): the kw pixels to the right of each, side by
     side. Each row is one contiguous piece of ``src``, so the copy runs in pieces of kw*C
-    values; stacking the kh row shifts instead (r, r + Wp, r + 2 Wp) copied pieces of C
-    and took 0.99 ms instead of 0.80 for the pairs of an 8 -> 8 conv at 2x128x128."""
+    values (stacking the kh row shifts instead would copy pieces of C values)."""
     assert start + span <= len(view), "stack_windows would read past src"
     np.copyto(buf[:span], view[start : start + span])
     return buf[:span]
@@ -113,6 +97,7 @@ def shifted_sum(
     kernel: np.ndarray,
     wp: int,
     out: np.ndarray,
+    cores: Cores,
     bias: np.ndarray | None = None,
     relu: bool = False,
 ) -> np.ndarray:
@@ -120,29 +105,29 @@ def shifted_sum(
 
     ``src`` is (rows, C), ``kernel`` (kh, kw, C, F), ``out`` (P, F), with
     P + (kh-1)*wp + (kw-1) <= rows, ``bias`` (F,) or None. Computed :func:`block_rows`
-    rows of ``out`` at a time; the bias is added with the first product and, if ``relu``,
-    ``max(out, 0)`` taken after the last, while the block is in cache. With the layer in
-    halves (``parallel.halving()``), the first half of ``out``'s rows on one core and the
-    second on the other.
+    rows of ``out`` at a time, every product of a block while it is in cache; the bias is
+    added with the first product and, if ``relu``, ``max(out, 0)`` taken after the last.
+    With the layer in halves (``cores.halving()``), the first half of ``out``'s rows on one
+    core and the second on the other.
     """
     kh, kw, c, f = kernel.shape
-    if parallel.halving() and len(out) * c * f * kh * kw >= HALF_WORK and len(out) >= 2:
+    if cores.halving() and len(out) * c * f * kh * kw >= cores.rules.half_work and len(out) > 1:
         h = len(out) // 2  # row p of out reads src from row p on: the second half from h on
-        parallel.run(
+        cores.run(
             [
-                lambda: shifted_sum(src, kernel, wp, out[:h], bias, relu),
-                lambda: shifted_sum(src[h:], kernel, wp, out[h:], bias, relu),
+                lambda: shifted_sum(src, kernel, wp, out[:h], cores, bias, relu),
+                lambda: shifted_sum(src[h:], kernel, wp, out[h:], cores, bias, relu),
             ]
         )
         return out
-    stacked_path = stack_rows(c, f, kh, len(out))
-    size = block_rows(c, f, kw * c if stacked_path else c)
+    stacked_path = stack_rows(c, f, kh, len(out), cores)
+    size = block_rows(c, f, cores, kw * c if stacked_path else c)
     first = min(size, len(out))
     part = np.empty((first, f), out.dtype)  # one product at a time, reused by every block
     # NumPy runs an element-wise pass over two C-ordered arrays of one shape several times
     # faster than one that broadcasts a bias (F,) or the scalar 0 over rows of 8-64 values
     bias_rows = None
-    if bias is not None:  # (B, F), C order; np.tile gives the same, in 10x the Python time
+    if bias is not None:  # (B, F), C order
         bias_rows = np.empty((first, f), out.dtype)
         bias_rows[...] = bias
     zeros = np.zeros((first, f), out.dtype) if relu else None
@@ -178,7 +163,7 @@ def shifted_sum(
             else:
                 block += part[: len(block)]
         if zeros is not None:
-            np.maximum(block, zeros[: len(block)], out=block)  # the ReLU
+            np.maximum(block, zeros[: len(block)], out=block)  # the ReLU, while in cache
     return out
 
 
@@ -187,39 +172,26 @@ def forward(
     kernel: np.ndarray,
     ho: int,
     wo: int,
-    bias: np.ndarray | None = None,
-    activation: object = None,
-) -> np.ndarray:
-    """y (N, Ho, Wo, F) = activation(z), z the convolution of the padded input ``xp``
-    (N, Hp, Wp, C) plus ``bias`` (F,) if given; ``activation`` is the conv's activation
-    layer or None (see :func:`activate`)."""
-    z = products(xp, kernel, ho, wo, bias, relu_inside(activation))
-    return activate(z, activation)
-
-
-def products(
-    xp: np.ndarray,
-    kernel: np.ndarray,
-    ho: int,
-    wo: int,
+    cores: Cores,
     bias: np.ndarray | None = None,
     relu: bool = False,
 ) -> np.ndarray:
-    """z (N, Ho, Wo, F) = the convolution of ``xp`` (N, Hp, Wp, C), plus ``bias``, and
-    ``max(z, 0)`` if ``relu``."""
+    """z (N, Ho, Wo, F), the convolution of the padded input ``xp`` (N, Hp, Wp, C) plus
+    ``bias`` (F,) if given, and ``max(z, 0)`` if ``relu``: a view of the whole grid (see
+    the module)."""
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
     flat = np.ascontiguousarray(xp).reshape(-1, c)  # (N*Hp*Wp, C), a view when contiguous
     rows = n * hp * wp - ((kh - 1) * wp + (kw - 1))  # L: the longest slice that fits
     grid = np.empty((n * hp * wp, f), xp.dtype)  # rows >= L are never read
-    shifted_sum(flat, kernel, wp, grid[:rows], bias, relu)
+    shifted_sum(flat, kernel, wp, grid[:rows], cores, bias, relu)
     return grid.reshape(n, hp, wp, f)[:, :ho, :wo, :]  # (N, Ho, Wo, F), a view
 
 
 def zeros_after(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """x (N, H, W, C) with ``rows`` zero rows and ``cols`` zero columns after it: what
-    ``np.pad(x, ((0, 0), (0, rows), (0, cols), (0, 0)))`` gives, without its 50 us of
-    Python per call (as long as an up-conv's whole forward on the demo's deepest level)."""
+    ``np.pad(x, ((0, 0), (0, rows), (0, cols), (0, 0)))`` gives, without its Python
+    overhead (as long as a small layer's whole forward)."""
     n, h, w, c = x.shape
     out = np.empty((n, h + rows, w + cols, c), x.dtype)
     out[:, :h, :w] = x
@@ -227,23 +199,9 @@ def zeros_after(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def relu_inside(activation: object) -> bool:
-    """Is the activation a ReLU, which :func:`shifted_sum` applies block by block?"""
-    return type(activation).__name__ == "ReLU"
-
-
-def activate(z: np.ndarray, activation: object) -> np.ndarray:
-    """The conv's output from :func:`products`' z: a ReLU was applied inside, so its layer
-    only keeps y for its backward, as ``ReLU.forward`` does; any other activation runs
-    its forward."""
-    if activation is None:
-        return z
-    if relu_inside(activation):
-        return activation._remember(z, z)  # what ReLU.forward keeps: y > 0 where z > 0
-    return activation.forward(z)
-
-
-def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def backward(
+    xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray, cores: Cores
+) -> tuple[np.ndarray, np.ndarray]:
     """(dxp, dkernel) for the upstream gradient dz (N, Ho, Wo, F), the same shifts in reverse.
 
     With dz placed on the padded grid (zeros where no output was kept), s_max the largest
@@ -270,25 +228,27 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
 
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # (kh, kw, F, C): offset s_max - s
     dxp = np.empty((n * hp * wp, c), dz.dtype)
-    shifted_sum(dz_pad, flipped, wp, dxp)  # (N*Hp*Wp, C)
-    return dxp.reshape(n, hp, wp, c), kernel_grad(flat, dz_grid, kh, kw, wp)
+    shifted_sum(dz_pad, flipped, wp, dxp, cores)  # (N*Hp*Wp, C)
+    return dxp.reshape(n, hp, wp, c), kernel_grad(flat, dz_grid, kh, kw, wp, cores)
 
 
-def kernel_grad(flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int) -> np.ndarray:
+def kernel_grad(
+    flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int, cores: Cores
+) -> np.ndarray:
     """dK (kh, kw, C, F): ``dK[i, j] = flat[s : s + L].T @ dz_grid`` with s = i*wp + j and
     L = len(dz_grid), by one of three paths: in chunks for thin layers, a kernel row at a time
     on the stacks of :func:`shifted_sum`, or one product per offset. With the layer in halves
-    (``parallel.halving()``): on a long grid, each core sums half of the L rows and the two
+    (``cores.halving()``): on a long grid, each core sums half of the L rows and the two
     sums are added; on a short one (the deep layers, few rows and many channels), each core
     takes half of the F filters."""
     rows, (c, f) = len(dz_grid), (flat.shape[1], dz_grid.shape[1])
-    halves = parallel.halving() and rows * c * f * kh * kw >= HALF_WORK
-    if halves and rows >= 2 * BLOCK:
+    halves = cores.halving() and rows * c * f * kh * kw >= cores.rules.half_work
+    if halves and rows >= 2 * cores.rules.block:
         h = rows // 2  # dz_grid row p meets flat rows from p on: the second half from h on
-        first, second = parallel.run(
+        first, second = cores.run(
             [
-                lambda: kernel_grad(flat, dz_grid[:h], kh, kw, wp),
-                lambda: kernel_grad(flat[h:], dz_grid[h:], kh, kw, wp),
+                lambda: kernel_grad(flat, dz_grid[:h], kh, kw, wp, cores),
+                lambda: kernel_grad(flat[h:], dz_grid[h:], kh, kw, wp, cores),
             ]
         )
         return np.add(first, second, out=first)
@@ -296,17 +256,17 @@ def kernel_grad(flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int
         dkernel = np.empty((kh, kw, c, f), flat.dtype)
 
         def half(filters: slice) -> None:
-            dkernel[..., filters] = kernel_grad(flat, dz_grid[:, filters], kh, kw, wp)
+            dkernel[..., filters] = kernel_grad(flat, dz_grid[:, filters], kh, kw, wp, cores)
 
-        parallel.run([lambda: half(slice(0, f // 2)), lambda: half(slice(f // 2, f))])
+        cores.run([lambda: half(slice(0, f // 2)), lambda: half(slice(f // 2, f))])
         return dkernel
-    if chunked_grad(c, f, rows):
-        return kernel_grad_in_chunks(flat, dz_grid, kh, kw, wp)
-    if stack_rows(c, f, kh, rows):
+    if chunked_grad(c, f, rows, cores):
+        return kernel_grad_in_chunks(flat, dz_grid, kh, kw, wp, cores)
+    if stack_rows(c, f, kh, rows, cores):
         # the kernel gradient a kernel row at a time, with the stacks of shifted_sum:
         # dK[i] (kw*C, F) = sum over blocks of stacked[i*Wp : i*Wp + B].T @ dz_grid[block]
         dkernel = np.zeros((kh, kw * c, f), flat.dtype)
-        size = block_rows(kw * c, f)
+        size = block_rows(kw * c, f, cores)
         stack = np.empty((min(size, rows) + (kh - 1) * wp, kw * c), flat.dtype)
         view = windows(flat, kw)  # (N*Hp*Wp - kw + 1, kw*C), a view
         for start in range(0, rows, size):
@@ -316,9 +276,8 @@ def kernel_grad(flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int
                 dkernel[i] += stacked[i * wp : i * wp + stop - start].T @ dz_grid[start:stop]
         return dkernel.reshape(kh, kw, c, f)
     # one product per offset; on a long grid a block of rows at a time, all kh*kw offsets
-    # of a block while it is in cache: the seed's 128 -> 64 at 256x256 took 72 ms in two
-    # halves streaming each half nine times, 55 ms in blocks
-    size = block_rows(c, f)
+    # of a block while it is in cache (rather than streaming the grid kh*kw times)
+    size = block_rows(c, f, cores)
     size = rows if rows <= 4 * size else size
     dkernel = np.empty((kh, kw, c, f), flat.dtype)
     part = np.empty((c, f), flat.dtype)
@@ -334,31 +293,30 @@ def kernel_grad(flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int
     return dkernel
 
 
-CHUNK_WORK = 2**19  # C * F * rows of one product of the chunked kernel gradient
 THIN = 32 * 32  # C * F up to which the kernel gradient is summed in chunks
 
 
-def chunk_rows(c: int, f: int) -> int:
-    """Rows per product of :func:`kernel_grad_in_chunks`: 2048 for 16 x 16 channels, 512
-    for 32 x 32. OpenBLAS runs products this small on one thread, and runs them 1.5-4x
-    faster than it runs one long (C, L) @ (L, F) product on two threads."""
-    return max(1, CHUNK_WORK // (c * f))
+def chunk_rows(c: int, f: int, cores: Cores) -> int:
+    """Rows per product of :func:`kernel_grad_in_chunks` (2048 for 16 x 16 channels with
+    the default ``rules.chunk_work``). OpenBLAS runs products this small on one thread,
+    and faster than one long (C, L) @ (L, F) product on two."""
+    return max(1, cores.rules.chunk_work // (c * f))
 
 
-def chunked_grad(c: int, f: int, rows: int) -> bool:
+def chunked_grad(c: int, f: int, rows: int, cores: Cores) -> bool:
     """Sum the kernel gradient of a thin layer (C * F <= 32 * 32) in chunks? From 64 x 32
-    on, the long products are as fast; measured on the UNets' shapes here."""
-    return c * f <= THIN and rows >= 2 * chunk_rows(c, f)
+    on, the long products are as fast."""
+    return c * f <= THIN and rows >= 2 * chunk_rows(c, f, cores)
 
 
 def kernel_grad_in_chunks(
-    flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int
+    flat: np.ndarray, dz_grid: np.ndarray, kh: int, kw: int, wp: int, cores: Cores
 ) -> np.ndarray:
     """``dK[i, j] = flat[s : s + L].T @ dz_grid`` (s = i*wp + j, L = len(dz_grid)), each
     product cut into :func:`chunk_rows` pieces that ``np.matmul`` runs as one stack, then
     summed."""
     rows, (c, f) = len(dz_grid), (flat.shape[1], dz_grid.shape[1])
-    chunk = chunk_rows(c, f)
+    chunk = chunk_rows(c, f, cores)
     whole = rows // chunk * chunk  # rows in whole chunks; the rest is one more product
     dz_chunks = dz_grid[:whole].reshape(-1, chunk, f)  # (B, chunk, F)
     dkernel = np.empty((kh, kw, c, f), flat.dtype)
@@ -372,9 +330,9 @@ def kernel_grad_in_chunks(
 
 def bias_grad(dz: np.ndarray) -> np.ndarray:
     """db (F,) = the sum of dz (..., F) over all but its last axis, as ``dz.sum(axis=(0, 1,
-    2))`` gives it. That sum walks F-wide rows one at a time (0.5 ms for 8 channels at
-    2x128x128 here); summed as rows of about 512 values, then those rows' F-wide parts,
-    it takes a tenth of the time, and rounds less in float32 (pairwise sums)."""
+    2))`` gives it. That sum walks F-wide rows one at a time; summed as rows of about 512
+    values, then those rows' F-wide parts, it takes a fraction of the time and rounds less
+    in float32 (pairwise sums)."""
     f = dz.shape[-1]
     rows = dz.reshape(-1, f)  # (P, F)
     group = max(1, 512 // f)  # pixels per long row

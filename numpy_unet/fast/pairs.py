@@ -24,17 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv as fast_conv
+from .cores import Cores
 
 
 def pays_off(c: int, f: int, kw: int) -> bool:
     """Pairs for kernels at least 3 wide (a 2x2 kernel fills only half of T: twice the
-    multiply-adds) with at most 32 channels in and out, one side of them 8 or fewer.
-
-    Measured layer by layer on one core, as the thin networks run (``parallel.py``): pairs
-    took 16 -> 8 channels' forward from 2.4 to 1.7 ms (2x128x128), 16 -> 2 channels' from
-    3.4 to 1.2 ms (256x256), 8 -> 8 from 1.5 to 1.1; from 16 channels on both sides the
-    plain shifted products were as fast forward and 10-40% faster backward (32 -> 16 at
-    256x256: 17.7 ms against 24.6)."""
+    multiply-adds) with at most 32 channels in and out, one side of them 8 or fewer. From
+    16 channels on both sides the plain shifted products are as fast forward and faster
+    backward (``benchmarks/RESULTS.md``)."""
     return kw >= 3 and max(c, f) <= 32 and min(c, f) <= 8
 
 
@@ -83,22 +80,24 @@ def forward(
     kernel: np.ndarray,
     ho: int,
     wo: int,
+    cores: Cores,
     bias: np.ndarray | None = None,
-    activation: object = None,
+    relu: bool = False,
 ) -> np.ndarray:
-    """y (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, bias, activation)`` gives."""
+    """z (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, cores, bias, relu)`` gives."""
     n = xp.shape[0]
     kh, kw, _, f = kernel.shape
     wq = -(-wo // 2)  # output pairs per row
     pair_bias = None if bias is None else np.concatenate((bias, bias))  # (2F,)
-    relu = fast_conv.relu_inside(activation)
-    z = fast_conv.products(as_pairs(xp, kw, wo), pair_kernel(kernel), ho, wq, pair_bias, relu)
-    z = z.reshape(n, ho, 2 * wq, f)[:, :, :wo]  # (N, Ho, Wo, F), a view
-    return fast_conv.activate(z, activation)
+    pairs, pair_k = as_pairs(xp, kw, wo), pair_kernel(kernel)
+    z = fast_conv.forward(pairs, pair_k, ho, wq, cores, pair_bias, relu)
+    return z.reshape(n, ho, 2 * wq, f)[:, :, :wo]  # (N, Ho, Wo, F), a view
 
 
-def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dxp, dkernel): what ``conv.backward(xp, kernel, dz)`` gives."""
+def backward(
+    xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray, cores: Cores
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dxp, dkernel): what ``conv.backward(xp, kernel, dz, cores)`` gives."""
     n, hp, wp, c = xp.shape
     kh, kw, _, f = kernel.shape
     _, ho, wo, _ = dz.shape
@@ -107,7 +106,7 @@ def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.nda
         dz = fast_conv.zeros_after(dz, 0, 1)
     pairs = as_pairs(xp, kw, wo)
     dpairs, dpair_kernel = fast_conv.backward(
-        pairs, pair_kernel(kernel), dz.reshape(n, ho, wq, 2 * f)
+        pairs, pair_kernel(kernel), dz.reshape(n, ho, wq, 2 * f), cores
     )
     dxp = dpairs.reshape(n, hp, -1, c)  # (N, Hp, width, C), pixels again
     return dxp[:, :, :wp], kernel_grad(dpair_kernel, kw)  # cut the added column off

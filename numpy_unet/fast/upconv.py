@@ -22,9 +22,8 @@ same pixel::
 backward (``conv.backward``) and adds the kernels' gradients back onto the taps they
 summed. For the thinnest up-convs the four phase kernels sit side by side in one
 (2, 2, C, 4F) kernel, zeros on the taps a phase lacks: one wider product instead of four
-(:func:`in_one_product`). ``UNet.forward`` takes this path when the up-conv's ``fast``
-switch is on (the default); the tests check it, both ways, against the two layers and
-gradient-check it.
+(:func:`in_one_product`). A UNet whose speed switch is on takes this path (through
+``Engine.upsample_conv``); the tests check it against the two layers and gradient-check it.
 """
 
 from __future__ import annotations
@@ -32,19 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv as fast_conv
-
-FUSED = object()  # marks an up-conv's cache as this module's
-
-
-def applies(upsample: object, upconv: object) -> bool:
-    """Is this (UpSampling2D, Conv2D) pair the seed's: size 2, 2x2 'same', ``fast`` on?"""
-    return (
-        upsample is not None
-        and getattr(upsample, "size", None) == (2, 2)
-        and getattr(upconv, "fast", False)
-        and getattr(upconv, "kernel_size", None) == (2, 2)
-        and getattr(upconv, "padding", None) == "same"
-    )
+from .cores import Cores
 
 
 def phase_kernels(kernel: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
@@ -70,67 +57,54 @@ def all_phases_kernel(kernel: np.ndarray) -> np.ndarray:
 def in_one_product(c: int, f: int) -> bool:
     """Run the four phases as one convolution with 4F outputs (:func:`all_phases_kernel`)?
     For the thinnest up-convs (at most 8 filters): there one product four times as wide
-    beats four narrow ones, although 7 of its 16 blocks are zeros (the demo's up9, 16 -> 8
-    channels at 64x64: 1.1 ms instead of 1.4 forward, 3.0 instead of 3.6 with backward, on
-    one core). From 16 filters on the four phases were as fast or faster."""
+    beats four narrow ones, although 7 of its 16 blocks are zeros. From 16 filters on the
+    four phases are as fast or faster."""
     return f <= 8
 
 
-def forward(upsample, upconv, x: np.ndarray) -> np.ndarray:
-    """``upconv.forward(upsample.forward(x))``: (N, h, w, C) -> (N, 2h, 2w, F)."""
-    x = upsample._check_input(x)
+def forward(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    cores: Cores,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """z (N, 2h, 2w, F), the 2x2 'same' convolution (plus ``bias``, then ``max(z, 0)`` if
+    ``relu``) of x (N, h, w, C) up-sampled by 2, computed on x itself."""
     n, h, w, c = x.shape
-    if not upconv.built:
-        upconv.build(upsample.compute_output_shape(x.shape))
-    upconv._check_channels(x)
-    x = x.astype(upconv.dtype, copy=False)
-    f = upconv.filters
+    f = kernel.shape[-1]
     xp = fast_conv.zeros_after(x, 1, 1)  # (N, h+1, w+1, C): zeros after
-    bias = upconv.params.get("bias")
-    z = np.empty((n, h, 2, w, 2, f), upconv.dtype)  # z[:, p, r, q, s] is z[2p+r, 2q+s]
-    relu = fast_conv.relu_inside(upconv.activation)
+    z = np.empty((n, h, 2, w, 2, f), x.dtype)  # z[:, p, r, q, s] is z[2p+r, 2q+s]
     if in_one_product(c, f):  # z[:, p, q, (r, s, f)] from one convolution, then interleaved
         bias4 = None if bias is None else np.concatenate((bias,) * 4)  # (4F,)
-        kernel4 = all_phases_kernel(upconv.params["kernel"])
-        z4 = fast_conv.products(xp, kernel4, h, w, bias4, relu)  # (N, h, w, 4F)
+        z4 = fast_conv.forward(xp, all_phases_kernel(kernel), h, w, cores, bias4, relu)
         z[...] = z4.reshape(n, h, w, 2, 2, f).transpose(0, 1, 3, 2, 4, 5)
     else:
-        for (r, s), k in phase_kernels(upconv.params["kernel"]).items():
-            z[:, :, r, :, s] = fast_conv.products(xp, k, h, w, bias, relu)  # (N, h, w, F)
-    z = z.reshape(n, 2 * h, 2 * w, f)  # (N, 2h, 2w, F), a view
-    y = fast_conv.activate(z, upconv.activation)
-    return upconv._remember(y, FUSED, x)
+        for (r, s), k in phase_kernels(kernel).items():
+            z[:, :, r, :, s] = fast_conv.forward(xp, k, h, w, cores, bias, relu)  # (N, h, w, F)
+    return z.reshape(n, 2 * h, 2 * w, f)  # (N, 2h, 2w, F), a view
 
 
-def fused(upconv) -> bool:
-    """Did the up-conv's last forward take this module's path?"""
-    cache = upconv._cache
-    return cache is not None and cache[0] is FUSED
-
-
-def backward(upconv, dy: np.ndarray) -> np.ndarray:
-    """dL/dx (N, h, w, C) of :func:`forward`; sets ``upconv.grads``."""
-    dy = upconv._check_backward(dy)
-    _, x = upconv._take_cache()
+def backward(
+    x: np.ndarray, kernel: np.ndarray, dz: np.ndarray, cores: Cores
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx (N, h, w, C), dkernel (2, 2, C, F), dbias (F,)) for dz (N, 2h, 2w, F), the
+    gradient of :func:`forward`'s z."""
     n, h, w, c = x.shape
-    dz = dy if upconv.activation is None else upconv.activation.backward(dy)
-    dz = dz.astype(upconv.dtype, copy=False).reshape(n, h, 2, w, 2, -1)
+    dz = dz.reshape(n, h, 2, w, 2, -1)
     xp = fast_conv.zeros_after(x, 1, 1)  # (N, h+1, w+1, C)
-    kernel = upconv.params["kernel"]
     dkernel = np.zeros_like(kernel)  # (2, 2, C, F)
     if in_one_product(c, kernel.shape[-1]):
         dz4 = dz.transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, -1)  # (N, h, w, 4F), a copy
-        dxp, dk4 = fast_conv.backward(xp, all_phases_kernel(kernel), dz4)
+        dxp, dk4 = fast_conv.backward(xp, all_phases_kernel(kernel), dz4, cores)
         dk4 = dk4.reshape(2, 2, c, 2, 2, -1)
         for r, s in phase_kernels(kernel):  # phase (r, s)'s taps: dk4[:1+r, :1+s, :, r, s]
             dkernel += dk4[: 1 + r, : 1 + s, :, r, s]  # broadcast, as below
     else:
-        dxp = np.zeros(xp.shape, upconv.dtype)
+        dxp = np.zeros(xp.shape, x.dtype)
         for (r, s), k in phase_kernels(kernel).items():
-            dxp_rs, dk = fast_conv.backward(xp, k, dz[:, :, r, :, s])
+            dxp_rs, dk = fast_conv.backward(xp, k, dz[:, :, r, :, s], cores)
             dxp += dxp_rs
             dkernel += dk  # broadcast: each summed tap gets its phase kernel's gradient
-    upconv.grads = {"kernel": dkernel}
-    if upconv.use_bias:
-        upconv.grads["bias"] = fast_conv.bias_grad(dz)  # (F,): dz summed over all else
-    return dxp[:, :h, :w, :]  # (N, h, w, C)
+    dbias = fast_conv.bias_grad(dz)  # (F,): dz summed over all else
+    return dxp[:, :h, :w, :], dkernel, dbias  # (N, h, w, C)

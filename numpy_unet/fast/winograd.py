@@ -35,14 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv as fast_conv
-from . import parallel
-
-# the most values of V (16 x tiles x C) made at once, BLAS on one thread / on more: 1 MB
-# (a core's L2 cache) or 8 MB in float32; measured, as pays_off says
-TILE_FLOATS = (2**18, 2**21)
-# with the layer in halves, the fewest tiles per block: the seed's 1024 -> 512 at 32x32 took
-# 60 ms in blocks of 16 tiles (one tile row, as TILE_FLOATS allows), 38-41 in blocks of 128
-MIN_TILES = 128
+from .cores import Cores
 
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])  # (4, 3)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])  # (2, 4)
@@ -51,22 +44,16 @@ G_BOTH = np.kron(G, G)  # (16, 9): U = G g G^T for all 16 (a, b) at once
 A_BOTH = np.kron(A_T, A_T)  # (4, 16): Y = A^T M A for all 4 outputs (r, s) at once
 
 
-def pays_off(c: int, f: int, kernel_size: tuple[int, int], pixels: int) -> bool:
+def pays_off(c: int, f: int, kernel_size: tuple[int, int], pixels: int, one_thread: bool) -> bool:
     """Winograd for a 3x3 kernel with at least 32 channels in and out, on an output of at
     least max(C, F) pixels (N x Ho x Wo): below that U's 16 x C x F values cost more than the
-    products save. When BLAS runs on more than one thread (a thin network's single image
-    below ``parallel.HALVES_PIXELS``; the seed's network until it ran in layer halves), the
-    products run twice as fast while NumPy's transforms do not: then only for C x F of at
-    least 128 x 256.
-
-    Measured layer by layer (forward, float32, ms): on one core the 16-filter UNet's 128 ->
-    128 at 32x32, 3.5 -> 2.2; 256 -> 128 at 32x32, 6.6 -> 4.2; the demo's 128 -> 64 at
-    2x16x16, 1.0 -> 0.66. On two threads the seed's 256 -> 256 at 64x64, 28 -> 21; 512 ->
-    256 at 64x64, 62 -> 45; but 128 -> 128 at 128x128 no faster, 512 -> 1024 at 16x16 (256
-    pixels) 13 -> 22."""
+    products save. When BLAS runs on several threads (not ``one_thread``: a thin network's
+    single small image),
+    the products run faster while NumPy's transforms do not: then only for C x F of at
+    least 128 x 256."""
     if tuple(kernel_size) != (3, 3) or min(c, f) < 32 or pixels < max(c, f):
         return False
-    return parallel.one_core() or c * f >= 128 * 256
+    return one_thread or c * f >= 128 * 256
 
 
 def kernel_transform(kernel: np.ndarray) -> np.ndarray:
@@ -103,10 +90,10 @@ def output_transform(m: np.ndarray, y4: np.ndarray, z: np.ndarray) -> None:
     z[...] = y4.reshape(2, 2, n, t, tw, f).transpose(2, 3, 0, 4, 1, 5)
 
 
-def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray:
+def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int, cores: Cores) -> np.ndarray:
     """z, the 3x3 convolution of the padded input ``xp`` (N, Hp, Wp, C), on a grid of whole
     2x2 tiles: (N, Ho, Wo, F) with Ho and Wo rounded up to even (the extra row or column
-    is cut off by the caller). With the layer in halves (``parallel.halving()``), the first
+    is cut off by the caller). With the layer in halves (``cores.halving()``), the first
     half of the tile rows on one core, the second on the other."""
     n, hp, wp, c = xp.shape
     f = kernel.shape[-1]
@@ -117,13 +104,15 @@ def products(xp: np.ndarray, kernel: np.ndarray, ho: int, wo: int) -> np.ndarray
     xp = xp[:, :, :need_w]
     u = kernel_transform(kernel)  # (16, C, F)
     z = np.empty((n, th, 2, tw, 2, f), xp.dtype)  # z[:, p, r, q, s] is output (2p + r, 2q + s)
-    # tile rows per block: as many as keep V within TILE_FLOATS, but with the layer in
-    # halves at least MIN_TILES tiles (below that, BLAS spends more time on U than on them)
-    floats = TILE_FLOATS[0] if parallel.one_core() else TILE_FLOATS[1]
+    # tile rows per block: as many as keep V (16 x tiles x C) within the cache the rules
+    # allow, but with the layer in halves at least rules.min_tiles tiles (below that, BLAS
+    # spends more time on U than on them)
+    rules = cores.rules
+    floats = rules.tile_floats if cores.one_thread() else rules.threads_tile_floats
     step = max(1, floats // (16 * n * tw * max(c, f)))
-    if parallel.halving() and th >= 2:
-        step, h = max(step, -(-MIN_TILES // (n * tw))), th // 2
-        parallel.run(
+    if cores.halving() and th >= 2:
+        step, h = max(step, -(-rules.min_tiles // (n * tw))), th // 2
+        cores.run(
             [lambda: tile_rows(xp, u, z, 0, h, step), lambda: tile_rows(xp, u, z, h, th, step)]
         )
     else:
@@ -158,24 +147,26 @@ def forward(
     kernel: np.ndarray,
     ho: int,
     wo: int,
+    cores: Cores,
     bias: np.ndarray | None = None,
-    activation: object = None,
+    relu: bool = False,
 ) -> np.ndarray:
-    """y (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, bias, activation)`` gives,
-    for a 3x3 kernel. The bias and a ReLU go over the whole grid of tiles, one pass each
-    (F is at least 32 here, wide enough for NumPy's broadcasting)."""
-    z = products(xp, kernel, ho, wo)  # (N, 2 th, 2 tw, F)
+    """z (N, Ho, Wo, F): what ``conv.forward(xp, kernel, ho, wo, cores, bias, relu)`` gives,
+    for a 3x3 kernel. The bias and the ReLU go over the whole grid of tiles in one pass
+    each (F is at least 32 here, wide enough for NumPy's broadcasting)."""
+    z = products(xp, kernel, ho, wo, cores)  # (N, 2 th, 2 tw, F)
     if bias is not None:
         z += bias
-    if fast_conv.relu_inside(activation):
+    if relu:
         np.maximum(z, 0, out=z)
-    return fast_conv.activate(z[:, :ho, :wo], activation)  # (N, Ho, Wo, F), a view
+    return z[:, :ho, :wo]  # (N, Ho, Wo, F), a view
 
 
-def backward(xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def backward(
+    xp: np.ndarray, kernel: np.ndarray, dz: np.ndarray, cores: Cores
+) -> tuple[np.ndarray, np.ndarray]:
     """(dxp, dkernel): the shifted products' backward (``conv.backward``), which needs only
-    the padded input and the kernel, not how the forward computed y. (The input gradient
-    is a 3x3 convolution too, of dz padded with 2 zeros all round by the flipped kernel,
-    and ran through :func:`products` 5-15% faster on the layers here, slower on some; the
-    step as a whole gained too little for the code.)"""
-    return fast_conv.backward(xp, kernel, dz)
+    the padded input and the kernel, not how the forward computed z. (The input gradient
+    is a 3x3 convolution too, and ran through :func:`products` faster on some layers,
+    slower on others: too little gained for the code.)"""
+    return fast_conv.backward(xp, kernel, dz, cores)

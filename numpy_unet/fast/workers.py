@@ -1,46 +1,50 @@
-"""The speed engine's worker processes: the parts of a split batch (``parallel.py``) that do
-not run in this process run in another Python process, not in a thread.
+"""The speed engine's worker processes: the parts of a split batch (``split.py``) after the
+first run in another Python process, not in a thread of this one.
 
-Why: every NumPy call long enough to let go of Python's lock takes it back after, and two
-threads of one process doing so some 800 times per forward each wait for each other. Measured
-on the 2-core machine here (one core's part, BLAS on one thread): the demo's training step
-of two images took 53-57 ms alone and 65-77 ms as one of two threads, but 53-57 ms as one
-of two processes; its forward 18-19 ms alone or in either of two processes.
+Why: a NumPy call long enough to let go of Python's lock takes it back after, and two
+threads doing that some 800 times per forward wait for each other; two processes do not
+(``benchmarks/RESULTS.md``).
 
-How: one worker per extra core, a Python process running :func:`main`, started at the
-first split batch and kept. It builds a replica of the model from ``model.get_config()``; the
-replica's parameters are views of a shared file mapped in both processes (``/dev/shm`` where
-there is one), into which this process copies the model's weights before each call (a
-memcpy: 2 MB for the demo's UNet). The part's input, its output and its upstream gradient
-go through the worker's pipes, pickled; its parameter gradients come back through the shared
-file. A dropout layer of the replica asks this process for its mask (:class:`MaskDraw` of
-``parallel.py``), so the masks are the undivided batch's. An error in the worker is raised
-here, as the error of a thread would be. The worker exits when this process closes its pipe.
+How a worker lives:
 
-The worker's BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1``), and it keeps freed memory
-as this process does (``allocator.py``). ``parallel.PROCESSES = False`` switches to the
-threads of ``parallel.py``; they are used too where a worker cannot start, and for a model
-class a worker cannot import (one defined in a script: :data:`REFUSED`).
+- it is started by an engine that needs it (never at import or when a model is built), with
+  ``start_new_session``: a terminal's Ctrl-C goes to this process only, which finishes its
+  step (``fit`` then saves a checkpoint) and closes the worker. The worker ignores SIGINT;
+- it talks to this process over a socket pair (``multiprocessing.connection`` framing,
+  pickled messages) and shares with it one anonymous file (``memfd_create``, or an
+  unnamed temporary file): the model's weights, then its gradients. Nothing has a name in
+  ``/dev/shm`` or elsewhere, so nothing is left behind whatever kills whom;
+- it exits when this process closes the socket (:meth:`Worker.close`, the engine's
+  ``close()``, the end of the program) or dies: a watchdog thread checks every
+  :data:`WATCH_SECONDS` that its parent is still there, so a SIGKILL of this process leaves
+  no worker behind;
+- it builds a replica of the model from ``model.get_config()``, whose parameters are views
+  of the shared file; each call copies the current weights in first (a memcpy). A part's
+  input, output, upstream gradient and input gradient travel pickled; an error in the
+  worker is raised here.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import mmap
 import os
 import pickle
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+STOPPED = "numpy-unet: a worker process of the speed engine stopped"
+WATCH_SECONDS = 0.2  # how often a worker checks that the process that started it is alive
 
 
 def weight_arrays(model: object) -> list[tuple[int, str, np.ndarray]]:
@@ -48,265 +52,205 @@ def weight_arrays(model: object) -> list[tuple[int, str, np.ndarray]]:
     return [(i, k, v) for i, la in enumerate(model.layers) for k, v in la.params.items()]
 
 
-class Shared:
-    """A file mapped into memory, shared with a worker: the weights, then the gradients."""
+def regions(buffer: mmap.mmap, layout: list[tuple]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Arrays over the shared file for a layout of (index, name, shape, dtype): each
+    parameter's place for the weights, then for the gradients."""
+    out: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    offset = 0
+    for region in out:
+        for _, _, shape, dtype in layout:
+            a = np.ndarray(shape, np.dtype(dtype), buffer=buffer, offset=offset)
+            region.append(a)
+            offset += a.nbytes
+    return out
 
-    def __init__(self, size: int) -> None:
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        handle, self.path = tempfile.mkstemp(prefix="numpy-unet-", dir=folder)
-        try:
-            os.ftruncate(handle, max(size, 1))
-            self.map = mmap.mmap(handle, max(size, 1))
-        finally:
-            os.close(handle)
-        self.size = size
 
-    def views(self, model: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Arrays over the file: each parameter's place for the weights, then the gradients."""
-        arrays = weight_arrays(model)
-        total = sum(a.nbytes for _, _, a in arrays)
-        out: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
-        offset = 0
-        for region in out:
-            for _, _, a in arrays:
-                region.append(np.ndarray(a.shape, a.dtype, buffer=self.map, offset=offset))
-                offset += a.nbytes
-        assert offset == 2 * total <= self.size
-        return out
+def anonymous_file() -> int:
+    """A file descriptor of an unnamed file in memory, to be shared with a worker."""
+    if hasattr(os, "memfd_create"):  # Linux
+        return os.memfd_create("numpy-unet-worker")
+    with tempfile.TemporaryFile() as handle:  # elsewhere: unlinked at once (POSIX)
+        return os.dup(handle.fileno())
 
-    def forget(self) -> None:
-        """Remove the file's name (both mappings stay valid until closed)."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+
+def can_start() -> bool:
+    """Can this platform run workers (a socket pair and descriptors passed to a child)?"""
+    return os.name == "posix" and hasattr(socket, "socketpair")
+
+
+class WorkerStoppedError(RuntimeError):
+    """A worker process went away in the middle of a call."""
 
 
 class Worker:
     """One worker process, seen from this one."""
 
     def __init__(self) -> None:
+        mine, theirs = socket.socketpair()
+        self.memory = anonymous_file()
         # the folder holding this copy of the package comes first on the worker's path
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
         env = dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1")  # one core's part
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from numpy_unet.fast.workers import main; main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        self.owner = os.getpid()  # a process forked from this one must not use the pipes
-        self.held: tuple | None = None  # which model the replica is (id, class, config, layout)
-        self.shared: Shared | None = None
+        code = f"from numpy_unet.fast.workers import main; main({theirs.fileno()}, {self.memory})"
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                pass_fds=(theirs.fileno(), self.memory),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            mine.close()
+            os.close(self.memory)
+            raise
+        finally:
+            theirs.close()
+        self.connection = Connection(mine.detach())
+        self.owner = os.getpid()
+        self.size = 0  # bytes of the shared file
+        self.buffer: mmap.mmap | None = None
+        self.held: tuple | None = None  # which model the replica is
         self.views: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        self.busy = False  # a request was sent and its answer not yet read
 
-    def send(self, message: tuple) -> None:
-        pickle.dump(message, self.process.stdin, PROTOCOL)
-        self.process.stdin.flush()
+    def request(self, message: tuple) -> None:
+        try:
+            self.connection.send(message)
+        except OSError as error:
+            raise WorkerStoppedError(STOPPED) from error
+        self.busy = True
 
-    def receive(self) -> tuple:
-        return pickle.load(self.process.stdout)
+    def answer(self) -> Any:
+        """The answer to the last request: its result, or the worker's error raised here."""
+        try:
+            kind, value = self.connection.recv()
+        except (EOFError, OSError) as error:
+            raise WorkerStoppedError(
+                "numpy-unet: a worker process of the speed engine stopped"
+            ) from (error)
+        self.busy = False
+        if kind == "error":
+            raise value
+        return value
 
-    def hold(self, model: object) -> None:
-        """Make the worker's replica this model's, its weights the model's current ones."""
-        from . import allocator
-
+    def hold(self, model: object, rules: object) -> None:
+        """Make the worker's replica this model's, with the model's current weights."""
         arrays = weight_arrays(model)
         kind = type(model)
         config = (kind.__module__, kind.__qualname__, model.get_config())
         layout = [(i, k, a.shape, a.dtype.str) for i, k, a in arrays]
+        need = max(1, 2 * sum(a.nbytes for _, _, a in arrays))
+        if need > self.size:  # grow the shared file; the worker maps it again
+            os.ftruncate(self.memory, need)
+            self.buffer, self.size, self.held = mmap.mmap(self.memory, need), need, None
         held = (id(model), repr(config), layout)  # an id alone may be a new model's
         if held != self.held:
             self.held = None
-            self.shared = Shared(2 * sum(a.nbytes for _, _, a in arrays))
-            self.views = self.shared.views(model)
-            try:
-                self.send(("hold", config, layout, self.shared.path, allocator.applied))
-                self.answer(None)
-            finally:
-                self.shared.forget()  # mapped in both processes by now, or not needed
+            self.views = regions(self.buffer, layout)
+            self.request(("hold", config, layout, rules, allocator_setting()))
+            self.answer()
             self.held = held
         for view, (_, _, a) in zip(self.views[0], arrays):
             np.copyto(view, a)
 
-    def answer(self, serve: Callable[[tuple], Any] | None) -> Any:
-        """The worker's result; ``serve(message)`` answers its requests (dropout masks)."""
-        while True:
-            message = self.receive()
-            if message[0] == "done":
-                return message[1]
-            if message[0] == "error":
-                raise message[1]
-            assert serve is not None, f"unexpected request {message[0]!r} from the worker"
-            self.send(("reply", serve(message)))
-
-    def close(self) -> None:
-        self.held = None
-        with contextlib.suppress(OSError, ValueError):
-            self.process.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        if self.process.poll() is None:
-            self.process.kill()
-
-
-_workers: list[Worker] = []
-_failed = False  # set after START_TRIES workers in a row died at once: threads from then on
-START_TRIES = 3
-_died = 0  # workers in a row that died before answering
-LOCK = threading.Lock()  # one split batch at a time talks to the workers
-REFUSED: set[type] = set()  # model classes a worker could not build: their parts in threads
-
-
-def workers(count: int) -> list[Worker] | None:
-    """``count`` running workers, started if need be; None where they cannot start."""
-    global _failed
-    if _failed:
-        return None
-    _workers[:] = [w for w in _workers if w.owner == os.getpid() and w.process.poll() is None]
-    try:
-        while len(_workers) < count:
-            _workers.append(Worker())
-    except OSError:
-        _failed = True
-        return None
-    return _workers[:count]
-
-
-def died_at_once(died: bool) -> None:
-    """Count workers that died before their first answer (say, a Python that cannot import
-    this package); after START_TRIES in a row, no more are started."""
-    global _died, _failed
-    _died = _died + 1 if died else 0
-    if _died >= START_TRIES:
-        _failed = True
-
-
-@atexit.register
-def close_all() -> None:
-    """Let every worker go (they also exit when this process ends)."""
-    while _workers:
-        worker = _workers.pop()
-        if worker.owner == os.getpid():
-            worker.close()
-
-
-class Part:
-    """One part of a split batch, run by a worker while this process runs its own.
-
-    ``start(kind, payload)`` sends the work; ``finish()`` waits for its result, answering
-    the worker's requests meanwhile on a thread of this process (they are rare: one per
-    dropout layer), and raises the worker's error if it had one."""
-
-    def __init__(self, worker: Worker, serve: Callable[[tuple], Any] | None = None) -> None:
-        self.worker, self.serve = worker, serve
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self, kind: str, *payload: Any) -> None:
-        self.worker.send((kind, *payload))
-        self.thread = threading.Thread(target=self._wait, daemon=True)
-        self.thread.start()
-
-    def _wait(self) -> None:
+    def close(self, wait: float = 5.0) -> None:
+        """Let the worker go: it exits when its socket closes. Killed if it is still
+        computing (say, after Ctrl-C here), or after ``wait`` seconds."""
+        if self.owner != os.getpid():  # a forked copy: the parent's worker, not ours
+            self.forget()
+            return
+        if self.busy:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+        self.forget()
         try:
-            self.result = self.worker.answer(self.serve)
-        except BaseException as error:  # noqa: BLE001 - raised again in finish()
-            self.error = error
+            self.process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-    def finish(self) -> Any:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            if isinstance(error, (EOFError, OSError, pickle.UnpicklingError)):
-                self.worker.held = None
-                self.worker.close()
-                raise RuntimeError(
-                    "numpy-unet: a worker process of the speed engine stopped"
-                ) from error
-            raise error
-        return self.result
+    def forget(self) -> None:
+        """Close this process's ends (socket, shared file) without touching the worker."""
+        self.held, self.views, self.buffer = None, ([], []), None
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        if self.memory >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.memory)
+            self.memory = -1
+
+
+def allocator_setting() -> bool | None:
+    """Does this process keep freed memory (``allocator.py``)? The worker does likewise."""
+    from . import allocator
+
+    return allocator.applied
 
 
 # ----------------------------------------------------------------------- the worker's side
 
 
-class RemoteDraw:
-    """Stands in for a dropout layer's generator in the worker: asks the other process."""
-
-    def __init__(self, index: int, ask: Callable[[tuple], Any]) -> None:
-        self.index, self.ask = index, ask
-
-    def random(self, shape: tuple) -> np.ndarray:
-        return self.ask(("mask", self.index, tuple(shape)))
+def watch(parent: int) -> None:
+    """Exit as soon as the process that started this one is gone (even mid-computation)."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    os._exit(0)
 
 
-def main() -> None:
-    """The worker: read requests from stdin, write answers to stdout, until stdin closes."""
+def main(channel: int, memory: int) -> None:
+    """The worker: answer requests on the socket ``channel`` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the process that started us
+    threading.Thread(target=watch, args=(os.getppid(),), daemon=True).start()
+    connection = Connection(channel)
+    try:
+        serve(connection, memory)
+    except (EOFError, OSError):  # the other side has gone: nothing to say to anyone
+        pass
+
+
+def serve(connection: Connection, memory: int) -> None:
     from . import allocator
 
-    read, write = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # a stray print must not break the pipe's messages
-
-    def send(message: tuple) -> None:
-        pickle.dump(message, write, PROTOCOL)
-        write.flush()
-
-    def ask(request: tuple) -> Any:
-        send(request)
-        return pickle.load(read)[1]
-
-    model, grads, kept = None, [], None
+    model, grads, buffer = None, [], None
     while True:
+        message = connection.recv()
+        kind = message[0]
+        if kind == "clear":  # forget the last part's activations; no answer
+            if model is not None:
+                model.clear_cache()
+            continue
         try:
-            message = pickle.load(read)
-        except EOFError:
-            return
-        try:
-            kind = message[0]
             if kind == "hold":
-                (module, name, config), layout, path, keep = message[1:]
+                (module, name, config), layout, rules, keep = message[1:]
                 if keep is not None:
                     allocator.keep_freed_memory(keep)
                 cls = getattr(importlib.import_module(module), name)
                 model = cls(**config)
-                with open(path, "r+b") as handle:
-                    kept = mmap.mmap(handle.fileno(), 0)
-                offset, grads = 0, []
-                for region in ("params", "grads"):
-                    for i, k, shape, dtype in layout:
-                        a = np.ndarray(shape, np.dtype(dtype), buffer=kept, offset=offset)
-                        offset += a.nbytes
-                        if region == "params":
-                            model.layers[i].params[k] = a
-                        else:
-                            grads.append((i, k, a))
-                send(("done", None))
+                engine = type(model.engine)  # the replica's engine: this part's, on one core
+                model.engine = engine(workers=0, rules=rules.one_core())
+                buffer = mmap.mmap(memory, os.fstat(memory).st_size)
+                weights, grads = regions(buffer, layout)
+                for (i, k, _, _), a in zip(layout, weights):
+                    model.layers[i].params[k] = a
+                grads = [(i, k, a) for (i, k, _, _), a in zip(layout, grads)]
+                answer = None
             elif kind == "forward":
-                x, training, fast, errors = message[1:]
-                for layer, on in zip(model.layers, fast):
-                    if on is not None:
-                        layer.fast = on
-                drops = [la for la in model.layers if type(la).__name__ == "Dropout"]
-                for index, layer in enumerate(drops):
-                    layer.rng = RemoteDraw(index, ask)
+                x, training, states, errors = message[1:]
+                for layer, state in zip(dropouts(model), states):
+                    layer.rng.bit_generator.state = state  # this part's rows of the draw
                 with np.errstate(**errors):
-                    y = model.forward(x, training=training)
-                if not training:
-                    for layer in model.layers:
-                        layer.clear_cache()
-                send(("done", y))
+                    answer = model.forward(x, training=training)
             elif kind == "backward":
                 dy, errors = message[1:]
                 with np.errstate(**errors):
-                    model.backward(dy)
+                    answer = model.backward(dy)
                 for i, k, a in grads:
                     np.copyto(a, model.layers[i].grads[k])
                 for layer in model.layers:
                     layer.grads = {}
-                send(("done", None))
             else:
                 raise ValueError(f"numpy-unet worker: unknown request {kind!r}")
         except Exception as error:  # noqa: BLE001 - sent to the other process, raised there
@@ -314,4 +258,13 @@ def main() -> None:
                 pickle.dumps(error)
             except Exception:  # noqa: BLE001
                 error = RuntimeError(repr(error))
-            send(("error", error))
+            connection.send(("error", error))
+            continue
+        connection.send(("done", answer))
+
+
+def dropouts(model: object) -> list:
+    """The model's Dropout layers, in order."""
+    from ..layers import Dropout
+
+    return [layer for layer in model.layers if isinstance(layer, Dropout)]

@@ -1,9 +1,9 @@
 """Conv2D: the 2-D convolution of Keras (a cross-correlation), stride 1, with im2col.
 
 The same computation one index at a time is ``loops.conv2d_forward_loops`` and
-``loops.conv2d_backward_loops``; faster ones are in the speed engine (``numpy_unet/fast/``:
-``conv.py``, ``pairs.py``, ``winograd.py``), behind the one switch ``fast`` below. The tests
-check that all of them give the same numbers.
+``loops.conv2d_backward_loops``. Inside a UNet whose speed switch is on, the model's engine
+(``numpy_unet/fast/``) computes the conv by faster algorithms where it has one: that is the
+one ``if`` in forward and backward below. The tests check that all give the same numbers.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..fast import conv as fast_conv
-from ..fast import conv_engine
 from .activations import get_activation
 from .base import Layer, as_float_dtype
 from .initializers import get_initializer
@@ -60,12 +58,6 @@ class Conv2D(Layer):
     seed : int, optional
         Seed of the kernel initializer.
     name : str, optional
-    fast : bool
-        True: where ``numpy_unet.fast.conv_engine`` picks one (8 or more input channels,
-        except small images; fewer, with at most 32 filters), compute with the speed
-        engine (``fast/conv.py``, ``fast/pairs.py`` for thin convs, ``fast/winograd.py``
-        for wide 3x3 ones) instead of the im2col below, a ReLU inside its products; the
-        same numbers, faster. False: always the im2col below.
     **options
         ``retain_cache``, ``check_finite``: see :class:`Layer`.
     """
@@ -81,11 +73,12 @@ class Conv2D(Layer):
         dtype: str = "float32",
         seed: int | None = None,
         name: str | None = None,
-        fast: bool = True,
         **options: bool,
     ) -> None:
         super().__init__(name, **options)
-        self.fast = bool(fast)
+        # the speed engine of the model that holds this layer, while the model's switch is
+        # on (``UNet.fast``); None: the im2col below, always
+        self.engine = None
         set_conv_options(
             self,
             filters,
@@ -125,11 +118,10 @@ class Conv2D(Layer):
             )
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         kernel, bias = self.params["kernel"], self.params.get("bias")
-        engine = conv_engine(x.shape[-1], f, self.kernel_size, ho, wo, n) if self.fast else None
-        if engine is not None:
-            # the speed engine: the same y as the lines below, with the bias and a ReLU
-            # applied inside its products (numpy_unet/fast/conv.py)
-            y = engine.forward(xp, kernel, ho, wo, bias, self.activation)  # (N, Ho, Wo, F)
+        if self.engine is not None and self.engine.runs_conv(xp.shape, kernel.shape):
+            # the model's speed engine: the same y as the lines below, by a faster algorithm
+            # for this shape, a ReLU taken inside its products (numpy_unet/fast/engine.py)
+            y = self.engine.conv(xp, kernel, bias, self.activation)  # (N, Ho, Wo, F)
         else:
             # >>> exercise conv2d_forward: cut by `exercises --level forward`
             cols = im2col(xp, *self.kernel_size)  # (N*Ho*Wo, kh*kw*Cin)
@@ -140,22 +132,20 @@ class Conv2D(Layer):
             y = z if self.activation is None else self.activation.forward(z)
         # keep x, not its padded copy xp: x is the previous layer's output, kept anyway, so
         # the conv adds nothing to a step's memory; backward pads it again (one copy)
-        return self._remember(y, x, engine)
+        return self._remember(y, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dy = self._check_backward(dy)
-        x, engine = self._take_cache()
+        (x,) = self._take_cache()
         xp = pad_same(x, *self.kernel_size, self.padding)  # (N, Hp, Wp, Cin)
         dz = dy if self.activation is None else self.activation.backward(dy)  # (N, Ho, Wo, F)
         dz = dz.astype(self.dtype, copy=False)
-        if engine is not None:  # the speed engine, as in forward
-            dxp, dkernel = engine.backward(xp, self.params["kernel"], dz)
-            self.grads = {"kernel": dkernel}
-            if self.use_bias:
-                self.grads["bias"] = fast_conv.bias_grad(dz)  # dz.sum(axis=(0, 1, 2))
+        kernel = self.params["kernel"]  # (kh, kw, Cin, F)
+        if self.engine is not None and self.engine.runs_conv(xp.shape, kernel.shape):
+            # the model's speed engine, as in forward: dxp and {"kernel": dK, "bias": db}
+            dxp, self.grads = self.engine.conv_backward(xp, kernel, dz, self.use_bias)
         else:
             # >>> exercise conv2d_backward: `numpy-unet exercises` cuts out this block
-            kernel = self.params["kernel"]  # (kh, kw, Cin, F)
             dz = dz.reshape(-1, self.filters)  # (N*Ho*Wo, F)
             cols = im2col(xp, *self.kernel_size)  # recomputed, not cached: saves 9x memory
             self.grads = {"kernel": (cols.T @ dz).reshape(kernel.shape)}  # (kh, kw, Cin, F)

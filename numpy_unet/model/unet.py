@@ -8,14 +8,14 @@ gradient coming up from the pooling below it. There is no graph engine in betwee
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fast import parallel as fast_parallel
-from ..fast import upconv as fast_upconv
 from ..layers import (
     Concatenate,
     Conv2D,
@@ -27,9 +27,13 @@ from ..layers import (
     UpSampling2D,
 )
 from ..layers.base import as_float_dtype, count_nonfinite
+from ..tables import format_table
 from ..train import fit as _fit
 from . import summary as _summary
 from . import weights as _weights
+
+if TYPE_CHECKING:
+    from ..fast import Engine
 
 MAX_PARAMS = 10**9  # 4 GB of float32 weights, 32 times the seed's UNet
 
@@ -100,13 +104,24 @@ class UNet:
         our ``.npz``, Keras's ``.h5``, ``.weights.h5`` or ``.keras``, or an ``np.savez``
         export of ``get_weights()`` (see :meth:`load_weights`). It is not part of
         :meth:`get_config`: the configuration describes the network, not its weights.
+    fast : bool
+        The speed switch (see :attr:`fast`): True runs :meth:`forward` and :meth:`backward`
+        through the model's speed engine (``numpy_unet/fast/``), the same numbers faster;
+        False runs every layer's own forward and backward, as the tutorials show them.
+    workers : int, optional
+        Worker processes the engine may start to run parts of a thin network's batch
+        (at most 32 filters) beside this one. None: one per core beyond the first (one on
+        two cores); 0: none, never. ``fit`` says in its first line what it uses.
 
     Notes
     -----
     The UNet builds its layers with ``retain_cache=False`` (each backward frees what its
     forward kept) and, but for the first, ``check_finite=False``: only the first layer checks
     its input for NaN and inf, and :meth:`forward` checks the output once. Building a UNet
-    changes nothing outside it; for speed, see :func:`numpy_unet.fast.keep_freed_memory`.
+    changes nothing outside it and starts nothing; its engine starts helper threads and
+    (for thin networks) worker processes at its first pass, and :meth:`close` (or a
+    ``with`` block, or the end of the program) stops them. For more speed, see
+    :func:`numpy_unet.fast.keep_freed_memory`.
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class UNet:
         seed: int | None = None,
         name: str = "unet",
         pretrained_weights: str | os.PathLike | None = None,
+        fast: bool = True,
+        workers: int | None = None,
     ) -> None:
         if len(input_shape) != 3:
             raise ValueError(f"UNet: input_shape must be (H, W, C), got {input_shape!r}")
@@ -236,6 +253,9 @@ class UNet:
             )
         )
         self.rows = self.build(self.config["input_shape"])  # every parameter, and the crops
+        self._engine: Engine | None = None
+        self._workers = check_workers(workers)
+        self.fast = fast  # the speed switch: sets the engine of every conv
         if pretrained_weights is not None:
             self.load_weights(pretrained_weights)
 
@@ -270,6 +290,10 @@ class UNet:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Down the U saving skips, across the bottom, up the U merging them back in."""
         x = self._check_input(x)  # (N, H, W, C)
+        if self.fast and not self.engine.inside():
+            # the speed engine: this same method on parts of the batch side by side, or with
+            # each layer's work in halves (numpy_unet/fast/engine.py); the same numbers
+            return self.engine.forward(self, x, training)
         skips = []
         for level in self.down:  # contracting path
             x = level.conv2.forward(level.conv1.forward(x))  # (N, h, w, f)
@@ -282,10 +306,10 @@ class UNet:
             x = self.bottom.drop.forward(x, training)
         for level in self.up:  # expanding path
             skip = skips.pop()  # the skip of the same depth: last saved, first used
-            if fast_upconv.applies(level.upsample, level.upconv):
+            if self.fast and level.upsample is not None:
                 # the speed engine: the two lines below in one, on the small map (the same
-                # numbers; numpy_unet/fast/upconv.py). Switch: Conv2D(fast=False)
-                x = fast_upconv.forward(level.upsample, level.upconv, x)  # (N, 2h, 2w, f)
+                # numbers; numpy_unet/fast/upconv.py)
+                x = self.engine.upsample_conv(level.upsample, level.upconv, x)  # (N, 2h, 2w, f)
             else:
                 if level.upsample is not None:
                     x = level.upsample.forward(x)  # (N, 2h, 2w, 2f)
@@ -305,6 +329,8 @@ class UNet:
                 f"UNet '{self.name}': backward() got a dy with NaN or infinite values: the "
                 "loss or its gradient has overflowed (check the loss's inputs)"
             )
+        if self.fast and not self.engine.inside():  # as in forward: the speed engine
+            return self.engine.backward(self, dy)
         # >>> exercise unet_backward: `numpy-unet exercises` cuts out this block
         d = dy
         for layer in reversed(self.head):
@@ -316,8 +342,8 @@ class UNet:
             if level.crop is not None:
                 d_skip = level.crop.backward(d_skip)  # zeros where the skip was cropped
             d_skips.append(d_skip)
-            if fast_upconv.fused(level.upconv):  # forward took the speed engine's path
-                d = fast_upconv.backward(level.upconv, d)  # (N, h, w, 2f)
+            if self.fast and level.upsample is not None:  # the speed engine, as in forward
+                d = self.engine.upsample_conv_backward(level.upsample, level.upconv, d)
             else:
                 d = level.upconv.backward(d)
                 if level.upsample is not None:
@@ -541,7 +567,8 @@ class UNet:
 
     def astype(self, dtype: str) -> UNet:
         """A copy with every parameter cast to ``dtype`` (float64 for gradient checks)."""
-        twin = UNet(**(self.get_config() | {"dtype": str(np.dtype(dtype))}))
+        config = self.get_config() | {"dtype": str(np.dtype(dtype))}
+        twin = UNet(**config, fast=self.fast, workers=self.workers)
         twin.set_weights(self.get_weights())
         for mine, theirs in zip(self.layers, twin.layers):
             if isinstance(mine, Dropout):  # the copy draws the same masks from here on
@@ -590,19 +617,101 @@ class UNet:
             raise ValueError(f"UNet.predict: batch_size must be a positive int, got {batch_size!r}")
         if len(x) == 0:  # no images: no predictions, of the right shape
             return np.zeros(self.compute_output_shape(x.shape), self.dtype)
-        outputs = []
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size]
-            if fast_parallel.applies(self, len(xb)):  # the speed engine: the batch split
-                outputs.append(fast_parallel.forward(self, xb))  # over the cores, same numbers
-            else:
-                outputs.append(self.forward(xb))
-        for layer in self.layers:  # inference keeps nothing for a backward pass
-            layer.clear_cache()
-        for twin in self.__dict__.get("_replicas", []):  # nor do the speed engine's copies
-            for layer in twin.layers:
-                layer.clear_cache()
+        outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        self.clear_cache()  # inference keeps nothing for a backward pass
         return np.concatenate(outputs)
+
+    def clear_cache(self) -> None:
+        """Forget what the last forward kept for backward, in every layer and the engine."""
+        for layer in self.layers:
+            layer.clear_cache()
+        if self._engine is not None:
+            self._engine.clear()
+
+    # -- the speed switch --------------------------------------------------------------------
+    @property
+    def fast(self) -> bool:
+        """The speed switch. True: :meth:`forward` and :meth:`backward` run through this
+        model's speed engine (:attr:`engine`), which takes every fast path there is and
+        gives the same numbers. False: every layer's own forward and backward (im2col,
+        ``UpSampling2D``, ``ReLU``, the whole batch at once): the code the tutorials show."""
+        return self._fast
+
+    @fast.setter
+    def fast(self, on: bool) -> None:
+        if on and self._engine is None:
+            engine = engine_class()  # None in a copy without the engine (the course kit's)
+            self._engine = None if engine is None else engine(workers=self._workers)
+        self._fast = bool(on) and self._engine is not None
+        for layer in self.layers:
+            if isinstance(layer, Conv2D):  # its one door to the engine
+                layer.engine = self._engine if self._fast else None
+
+    @property
+    def engine(self) -> Engine | None:
+        """The speed engine this model owns (``numpy_unet.fast.Engine``); None before the
+        switch was first on. Assign one (say, with rules of your own) to use it instead."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Engine) -> None:
+        if self._engine is not None and self._engine is not engine:
+            self._engine.close()
+        self._engine, self._workers = engine, engine.workers
+        self.fast = True
+
+    @property
+    def workers(self) -> int | None:
+        """Worker processes the engine may start (None: one per extra core; 0: none)."""
+        return self._workers
+
+    @workers.setter
+    def workers(self, value: int | None) -> None:
+        self._workers = check_workers(value)
+        if self._engine is not None:
+            self._engine.workers = self._workers  # closes what the old setting started
+
+    @contextlib.contextmanager
+    def readable(self) -> Iterator[UNet]:
+        """``with model.readable():`` every layer's own forward and backward meanwhile
+        (:attr:`fast` off), then the switch as it was."""
+        before = self.fast
+        self.fast = False
+        try:
+            yield self
+        finally:
+            self.fast = before
+
+    def close(self) -> None:
+        """Stop the engine's helper threads and worker processes now (the end of the
+        program does too); the next pass starts what it needs again."""
+        if self._engine is not None:
+            self._engine.close()
+
+    def __enter__(self) -> UNet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def engine_headline(self, batch_size: int) -> str:
+        """One line (``fit`` prints it first): how a batch of this size runs, and whether
+        the engine starts worker processes for it."""
+        if self.fast:
+            return self.engine.headline(self, batch_size)
+        why = "model.fast is False" if engine_class() else "this copy has no numpy_unet/fast"
+        return f"speed engine: off ({why}); every layer's own forward and backward"
+
+    def describe_engine(self, batch_size: int = 1, print_fn: Callable[[str], None] = print) -> None:
+        """Print how a batch of ``batch_size`` images of the built input shape runs: how the
+        engine uses the cores, and which code computes each layer."""
+        print_fn(self.engine_headline(batch_size))
+        if not self.fast:
+            return
+        shape = (batch_size, *self.config["input_shape"])
+        rows = [("layer", "computed by")] + self.engine.plan(self, shape)
+        for line in format_table(rows):
+            print_fn(line)
 
     def _check_input(self, x: object) -> np.ndarray:
         x = np.asarray(x)
@@ -633,6 +742,27 @@ class UNet:
             f"{c['padding']}, {c['upsampling']}, {c['num_classes']} class(es), "
             f"{self.count_params():,} parameters, {c['dtype']}>"
         )
+
+
+def engine_class() -> type | None:
+    """The speed engine's class, or None where the package has no ``fast`` part (a course
+    copy leaves it out: it would compute the gradients of the exercises)."""
+    try:
+        from ..fast import Engine
+    except ModuleNotFoundError as err:
+        if err.name == f"{__package__.rsplit('.', 1)[0]}.fast":
+            return None
+        raise
+    return Engine
+
+
+def check_workers(value: object) -> int | None:
+    """``workers`` must be None or an int >= 0."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0
+    ):
+        raise ValueError(f"UNet: workers must be None or an int >= 0, got {value!r}")
+    return None if value is None else int(value)
 
 
 def center_crop(skip_shape: tuple, up_shape: tuple) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -9,9 +9,10 @@ In the package's source, every exercise is a block (or several) between two mark
 ``numpy-unet exercises OUT`` copies the package to ``OUT/numpy_unet`` with each such block
 replaced by ``raise NotImplementedError(...)``, writes the tasks to ``OUT/EXERCISES.md`` and
 tests that students run themselves to ``OUT/tests/``. Nothing in the copy gives an answer
-away: the speed engine's convolution is replaced by a stub (the copy's ``Conv2D`` always
-runs the im2col code of the exercise), and the loop versions of backward passes are left
-out. ``numpy-unet grade OUT`` (:mod:`numpy_unet.teach.grading`) scores the copy with this
+away: the speed engine (``numpy_unet/fast/``, whose convolutions compute gradients of their
+own) is left out, so the copy's models run every layer's own code, the code of the
+exercises (its ``UNet.fast`` stays False); and the loop versions of backward passes are
+left out. ``numpy-unet grade OUT`` (:mod:`numpy_unet.teach.grading`) scores the copy with this
 package's checks; ``numpy-unet solutions OUT`` writes the reference code of every exercise.
 """
 
@@ -71,6 +72,7 @@ FORWARD_TASKS = {
     "scaled by 1 / (1 - rate) (inverted dropout).",
 }
 
+ENGINE = "fast"  # the package's speed engine: left out of a student copy
 LEVELS = {"backward": ("_backward",), "forward": ("_forward",), "all": ("_backward", "_forward")}
 
 
@@ -80,61 +82,6 @@ def exercises_of(level: str) -> list[str]:
         raise ValueError(f"numpy-unet: --level must be one of {sorted(LEVELS)}, got {level!r}")
     names = [*FORWARD_TASKS, *TASKS] if level == "all" else [*TASKS, *FORWARD_TASKS]
     return [n for n in names if n.endswith(LEVELS[level])]
-
-
-FAST_STUB = '''"""The speed engine is left out of the course copy.
-
-Its convolution would compute the gradients of exercise ``conv2d_backward``; without it,
-``Conv2D`` always runs the im2col code of ``layers/conv2d.py``, the code of the exercise.
-"""
-
-
-def pays_off(c: int, f: int, ho: int, wo: int, kernel_size: tuple = (3, 3)) -> bool:
-    """Never: the copy has no speed engine."""
-    return False
-'''
-
-WINOGRAD_STUB = '''"""The speed engine's Winograd convolution is left out of the course copy.
-
-Without it, ``Conv2D`` always runs the im2col code of ``layers/conv2d.py``, the code of the
-exercises.
-"""
-
-
-def pays_off(c: int, f: int, kernel_size: tuple, pixels: int) -> bool:
-    """Never: the copy has no speed engine."""
-    return False
-'''
-
-UPCONV_STUB = '''"""The speed engine's fused up-convolution is left out of the course copy.
-
-Without it, the UNet runs ``UpSampling2D`` and then ``Conv2D``, the layers of the exercises.
-"""
-
-
-def applies(upsample: object, upconv: object) -> bool:
-    """Never: the copy has no speed engine."""
-    return False
-
-
-def fused(upconv: object) -> bool:
-    """Never: the copy has no speed engine."""
-    return False
-'''
-
-PARALLEL_STUB = '''"""The speed engine's data parallelism is left out of the course copy.
-
-Without it, ``fit`` and ``predict`` run the whole batch through the layers of the
-exercises, one after the other.
-"""
-
-WORKERS = 1
-
-
-def applies(model: object, n: int) -> bool:
-    """Never: the copy has no speed engine."""
-    return False
-'''
 
 
 def exercises_in(source: str) -> list[str]:
@@ -180,14 +127,6 @@ def leave_out_backward_loops(source: str) -> str:
 
 def _student_text(src: Path, text: str, names: list[str]) -> str:
     relative = src.relative_to(PACKAGE).as_posix()
-    if relative == "fast/conv.py":
-        return FAST_STUB
-    if relative == "fast/winograd.py":
-        return WINOGRAD_STUB
-    if relative == "fast/upconv.py":
-        return UPCONV_STUB
-    if relative == "fast/parallel.py":
-        return PARALLEL_STUB
     if relative == "layers/loops.py":
         text = leave_out_backward_loops(text)
     if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is
@@ -207,6 +146,8 @@ def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
         raise FileExistsError(f"numpy-unet exercises: {out} is not empty; choose a new folder")
     found = []
     for src in sorted(PACKAGE.rglob("*.py")):
+        if src.relative_to(PACKAGE).parts[0] == ENGINE:  # the speed engine stays out
+            continue
         dest = out / "numpy_unet" / src.relative_to(PACKAGE)
         dest.parent.mkdir(parents=True, exist_ok=True)
         text = src.read_text()

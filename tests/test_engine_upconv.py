@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from numpy_unet import UNet, gradcheck
+from numpy_unet.fast import Engine, Rules
 from numpy_unet.fast import upconv as fast_upconv
 from numpy_unet.gradcheck import ModelWithLoss
 from numpy_unet.layers import Conv2D, UpSampling2D
@@ -19,6 +20,7 @@ class Fused:
 
     def __init__(self, upconv: Conv2D) -> None:
         self.upsample, self.upconv = UpSampling2D(2), upconv
+        self.engine = Engine(rules=Rules(cores=1))
 
     @property
     def params(self) -> dict:
@@ -29,11 +31,10 @@ class Fused:
         return self.upconv.grads
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        return fast_upconv.forward(self.upsample, self.upconv, x)
+        return self.engine.upsample_conv(self.upsample, self.upconv, x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        assert fast_upconv.fused(self.upconv)
-        return fast_upconv.backward(self.upconv, dy)
+        return self.engine.upsample_conv_backward(self.upsample, self.upconv, dy)
 
 
 @pytest.fixture(params=["four phases", "one product"])
@@ -55,7 +56,6 @@ def readable(upconv: Conv2D, x: np.ndarray, dy: np.ndarray) -> tuple:
         activation=upconv.activation_name,
         use_bias=upconv.use_bias,
         dtype="float64",
-        fast=False,
     )
     conv.build(up.compute_output_shape(x.shape))
     conv.params = {k: v.copy() for k, v in upconv.params.items()}
@@ -109,15 +109,16 @@ def test_the_unet_takes_it_only_where_the_switch_is_on(rng):
     y = (rng.random(x.shape) < 0.7).astype(float)
     results = []
     for fast in (True, False):
-        model = UNet((8, 12, 1), filters=2, depth=2, dtype="float64", seed=3)
-        for layer in model.layers:
-            if isinstance(layer, Conv2D):
-                layer.fast = fast
+        model = UNet((8, 12, 1), filters=2, depth=2, dtype="float64", seed=3, fast=fast)
+        ran = []
+        for level in model.up:  # count the up-sampling layers' own forward passes
+            real = level.upsample.forward
+            level.upsample.forward = lambda u, training=False, r=real, ran=ran: (
+                ran.append(1) or r(u)
+            )
         loss = BinaryCrossentropy()
         loss.forward(model.forward(x, training=True), y)
-        assert [fast_upconv.fused(level.upconv) for level in model.up] == [fast] * 2
-        # the up-sampling layer ran only on the readable path
-        assert all((level.upsample._out_shape == ()) == fast for level in model.up)
+        assert len(ran) == (0 if fast else 2)  # the up-sampling ran only on the readable path
         dx = model.backward(loss.backward())
         results.append((model.predict(x), dx, model.get_gradients()))
     (p1, dx1, g1), (p2, dx2, g2) = results
@@ -132,17 +133,30 @@ def test_unet_gradcheck_through_the_fused_path(way, rng):
     random_biases(model, seed=0)  # keeps the ReLUs' inputs off their kink
     x = rng.random((2, 6, 10, 1))
     y = (rng.random(x.shape) < 0.7).astype(float)
-    model.forward(x)
-    assert fast_upconv.fused(model.up[0].upconv)  # the path the check below goes through
+    assert model.fast  # the check below goes through the fused path
     report = gradcheck(ModelWithLoss(model, BinaryCrossentropy(), y), x, training=True)
     assert report.passed and report.max_rel_error < 1e-6
 
 
-def test_applies_only_to_the_seeds_pair():
+def test_only_the_seeds_pair_is_fused(rng):
     up = UpSampling2D(2)
-    assert fast_upconv.applies(up, Conv2D(4, 2, padding="same"))
-    assert not fast_upconv.applies(up, Conv2D(4, 2, padding="same", fast=False))
-    assert not fast_upconv.applies(up, Conv2D(4, 2, padding="valid"))
-    assert not fast_upconv.applies(up, Conv2D(4, 3, padding="same"))
-    assert not fast_upconv.applies(UpSampling2D(3), Conv2D(4, 2, padding="same"))
-    assert not fast_upconv.applies(None, Conv2D(4, 2, padding="same"))
+    assert Engine.fuses(up, Conv2D(4, 2, padding="same"))
+    assert not Engine.fuses(up, Conv2D(4, 2, padding="valid"))
+    assert not Engine.fuses(up, Conv2D(4, 3, padding="same"))
+    assert not Engine.fuses(UpSampling2D(3), Conv2D(4, 2, padding="same"))
+    # any other pair runs its two layers, forward and backward
+    conv = Conv2D(3, 3, padding="same", dtype="float64", seed=0)
+    engine, x = Engine(rules=Rules(cores=1)), rng.standard_normal((1, 3, 4, 2))
+    y = engine.upsample_conv(up, conv, x)
+    np.testing.assert_allclose(y, conv.forward(up.forward(x)))
+    dx = engine.upsample_conv_backward(up, conv, np.ones_like(y))
+    assert dx.shape == x.shape
+
+
+def test_a_fused_backward_without_its_forward_is_refused():
+    conv = Conv2D(3, 2, padding="same", dtype="float64", seed=0)
+    conv.build((1, 4, 4, 2))
+    with pytest.raises(RuntimeError, match="conv2d.*backward.*forward"):
+        Engine(rules=Rules(cores=1)).upsample_conv_backward(
+            UpSampling2D(2), conv, np.ones((1, 4, 4, 3))
+        )
