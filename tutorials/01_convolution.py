@@ -24,8 +24,8 @@
 #   and then checked numerically;
 # - what the receptive field is, how it grows, and how large it is for the seed's UNet.
 #
-# **Time:** about 20 minutes to read; about 3 seconds to run (measured on a quiet 2-core
-# CPU; a busy machine takes longer), in full or in quick mode (`NUMPY_UNET_QUICK=1`).
+# **Time:** about 20 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you know PyTorch: `nn.Conv2d` computes the same thing on `(N, C, H, W)` tensors with a
 # `(Cout, Cin, kh, kw)` weight. A PyTorch weight `w` becomes a Keras kernel with

@@ -18,8 +18,8 @@
 # - why pooling drops the last row of an odd-sized map, and why a UNet therefore needs
 #   sizes divisible by `2**depth` (with the error message you get for 250x250).
 #
-# **Time:** about 15 minutes to read; about 2 seconds to run (measured on a quiet 2-core
-# CPU), in full or in quick mode (`NUMPY_UNET_QUICK=1`).
+# **Time:** about 15 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you know PyTorch: these are `nn.MaxPool2d(2)` and `nn.Upsample(scale_factor=2,
 # mode="nearest")`, on channels-last tensors.

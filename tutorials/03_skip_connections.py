@@ -17,8 +17,8 @@
 # - where `numpy_unet/model/unet.py` does all this for the real network
 #   (`d = level.pool.backward(d) + d_skips.pop()`).
 #
-# **Time:** about 15 minutes to read; about 1 second to run (measured on a quiet 2-core
-# CPU), in full or in quick mode (`NUMPY_UNET_QUICK=1`).
+# **Time:** about 15 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you know Keras: `Concatenate(axis=-1)` is `keras.layers.concatenate([a, b], axis=3)`.
 # If you know PyTorch: it is `torch.cat([a, b], dim=1)` on channels-first tensors, and the

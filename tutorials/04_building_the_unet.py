@@ -18,8 +18,8 @@
 #   (`UNet.paper()`, 572 -> 388, with cropped skips) differs;
 # - which input sizes a UNet accepts, and what the error for a bad one says.
 #
-# **Time:** about 20 minutes to read; about 6 seconds to run in full (measured on a quiet
-# 2-core CPU; a busy machine takes longer), about 4 in quick mode (`NUMPY_UNET_QUICK=1`).
+# **Time:** about 20 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you know PyTorch: there is no `nn.Module` tree or autograd here. A `UNet` holds plain
 # layer objects, each with `forward`, `backward`, `params` and `grads`, and

@@ -19,9 +19,8 @@
 # - how to check the whole 31-million-parameter UNet along random directions;
 # - a template to check your own layer.
 #
-# **Time:** about 25 minutes to read. The full run takes about 20 seconds on a quiet 2-core
-# CPU (over a minute on a busy one), most of it for the directional check of the full-size
-# UNet; quick mode (`NUMPY_UNET_QUICK=1`) about 6.
+# **Time:** about 25 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you use PyTorch: `gradcheck(layer, x)` here plays the part of
 # `torch.autograd.gradcheck(fn, inputs)`, with the same default tolerances. One

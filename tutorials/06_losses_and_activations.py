@@ -15,7 +15,8 @@
 # - the Dice loss: its value, its unusual gradient, and when to prefer it;
 # - how to gradient-check each loss, and that none of them warns at saturated inputs.
 #
-# **Time:** about 20 minutes to read; about 2 seconds to run (quick mode or not).
+# **Time:** about 20 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # If you know PyTorch: `BinaryCrossentropy` here is `nn.BCELoss` (on probabilities), and
 # the sigmoid + BCE pair is what `nn.BCEWithLogitsLoss` fuses. In Keras it is

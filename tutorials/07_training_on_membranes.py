@@ -16,9 +16,8 @@
 #   IoU, Dice and the Rand error, and why the Rand error punishes a one-pixel gap in a
 #   membrane that the other three hardly notice.
 #
-# **Time:** about 20 minutes to read. Running takes about 65 seconds on a quiet 2-core CPU (the
-# training itself is the demo's recipe: 300 steps of a 485,813-parameter UNet on 128x128
-# images); `NUMPY_UNET_QUICK=1` runs a tiny version in seconds.
+# **Time:** about 20 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 #
 # Run it with the real data: `python tutorials/07_training_on_membranes.py --data DIR`,
 # where `DIR` holds the seed's `image/` and `label/` folders (or ISBI's

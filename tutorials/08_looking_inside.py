@@ -2,7 +2,7 @@
 # # 08 · Looking inside a trained UNet
 #
 # A trained network is not a black box when every layer is a NumPy object you can call
-# yourself. This tutorial trains a small UNet for a couple of minutes and then looks at
+# yourself. This tutorial trains a small UNet briefly and then looks at
 # what flows through it.
 #
 # **You will learn**
@@ -15,9 +15,9 @@
 # - what dropout does: the same input through the network in training mode gives a
 #   different answer each time; `drop4` zeroes half of its inputs and doubles the rest.
 #
-# **Time:** about 15 minutes to read. Running takes about 30 seconds on a quiet 2-core CPU, most of
-# it training; `NUMPY_UNET_QUICK=1` runs a tiny version in seconds. Pass `--data DIR` to
-# use the real ISBI 2012 images.
+# **Time:** about 15 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds). Pass `--data DIR` to use the
+# real ISBI 2012 images.
 
 # %%
 # ruff: noqa: E402

@@ -21,8 +21,8 @@
 #   to the letter can kill a narrow network, and how it compares with the seed's, cell by
 #   cell (merged cells coloured as one).
 #
-# **Time:** about 30 minutes to read. Running takes about a minute on a quiet 2-core CPU, most of
-# it training; `NUMPY_UNET_QUICK=1` runs in seconds. `--data DIR` uses real ISBI images.
+# **Time:** about 30 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds). `--data DIR` uses real ISBI images.
 
 # %%
 # ruff: noqa: E402

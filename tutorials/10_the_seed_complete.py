@@ -21,8 +21,8 @@
 # - the seed's outputs, `N_predict.png`, written by `save_result` or by the command line, and
 #   the seed's `main.py` line by line.
 #
-# **Time:** about 20 minutes to read. Running takes about 60 seconds on a quiet 2-core CPU,
-# most of it training; `NUMPY_UNET_QUICK=1` runs a tiny version in a few seconds.
+# **Time:** about 20 minutes to read; its run time, measured, is in `tutorials/README.md`
+# (`NUMPY_UNET_QUICK=1` runs a small version in seconds).
 
 # %%
 # ruff: noqa: E402

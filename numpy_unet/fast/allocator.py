@@ -4,9 +4,8 @@ Why a NumPy UNet cares: a training step allocates and frees hundreds of MB of ac
 and scratch arrays. By default glibc hands large freed blocks back to the kernel at once
 (``munmap``, or trimming the heap), so the next step gets fresh pages from the kernel,
 and the first write to each 4 KB page is a page fault: the kernel stops the program,
-finds a page and zeroes it. The seed's UNet at 256x256 takes about 15,000 such faults per
-training step and 18,000 per ``predict``; on the 2-core virtual machine this project is
-developed on they cost 10-25% of the step's time (``benchmarks/bench_unet.py``).
+finds a page and zeroes it. The seed's UNet at 256x256 takes thousands of such faults per
+training step, a sizeable part of its time (``benchmarks/RESULTS.md``).
 
 :func:`keep_freed_memory` sets two of glibc's ``mallopt`` knobs, the same ones the
 environment variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` set:

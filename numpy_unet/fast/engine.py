@@ -104,6 +104,7 @@ class Engine:
         self._local = threading.local()  # .inside: this thread runs a pass of the engine
         self._fused: dict[int, np.ndarray] = {}  # id(up-conv) -> its small input, for backward
         self._mode: str | None = None  # how the last forward ran: split, halves or plain
+        self._chosen: dict[tuple, str] = {}  # choose()'s answers: a pass asks each conv twice
 
     # -- life cycle -----------------------------------------------------------------------
     @property
@@ -141,6 +142,7 @@ class Engine:
             self._finalizer()  # runs Runtime.close once
             self._runtime = None
         self._fused.clear()
+        self._chosen.clear()
         self._mode = None
 
     def __enter__(self) -> Engine:
@@ -236,10 +238,15 @@ class Engine:
 
     def _algorithm(self, xp_shape: tuple, kernel_shape: tuple) -> str:
         cores = self.runtime().cores
-        n, hp, wp, c = xp_shape
-        kh, kw, _, f = kernel_shape
-        ho, wo = hp - kh + 1, wp - kw + 1
-        return self.choose(c, f, (kh, kw), ho, wo, n, cores.halving(), cores.one_thread())
+        key = (xp_shape, kernel_shape, cores.halving(), cores.one_thread())
+        if key not in self._chosen:
+            if len(self._chosen) > 1000:  # many sizes (say, tiles of every size): start over
+                self._chosen.clear()
+            n, hp, wp, c = xp_shape
+            kh, kw, _, f = kernel_shape
+            ho, wo = hp - kh + 1, wp - kw + 1
+            self._chosen[key] = self.choose(c, f, (kh, kw), ho, wo, n, *key[2:])
+        return self._chosen[key]
 
     def runs_conv(self, xp_shape: tuple, kernel_shape: tuple) -> bool:
         """Does the engine have a faster way than im2col for a conv of the padded input's

@@ -46,6 +46,9 @@ def parts(n: int, count: int) -> list[slice]:
 def dropout_draws(model: object, shape: tuple, training: bool) -> list[tuple[Dropout, int]]:
     """(layer, values it draws per image) for every Dropout of the model, in order, for a
     forward of inputs of ``shape`` (0 where it draws nothing)."""
+    drops = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    if not training or not any(d.rate > 0 for d in drops):
+        return [(d, 0) for d in drops]  # no draws: no walk of the U needed
     per_image: dict[int, int] = {}
 
     def visit(layer: object, in_shape: tuple, out_shape: tuple, inbound: list) -> None:
@@ -53,8 +56,7 @@ def dropout_draws(model: object, shape: tuple, training: bool) -> list[tuple[Dro
             per_image[id(layer)] = int(np.prod(in_shape[1:]))
 
     model.walk(shape, visit)
-    drops = [layer for layer in model.layers if isinstance(layer, Dropout)]
-    return [(d, per_image[id(d)] if training and d.rate > 0 else 0) for d in drops]
+    return [(d, per_image[id(d)] if d.rate > 0 else 0) for d in drops]
 
 
 def advanced(generator: np.random.Generator, steps: int) -> dict:
