@@ -66,7 +66,11 @@ print(json.dumps(out))
 
 def run(root: Path, networks: list[tuple[int, int, int]]) -> dict[str, list[float]]:
     code = CHILD.format(root=str(root.resolve()), networks=networks)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # run in the tree's own folder: an older tree's worker processes import the package
+    # from the folder they start in
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root.resolve()
+    )
     if done.returncode != 0:
         raise SystemExit(f"{root}: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,8 +2,9 @@
 
 The package, from the bottom up (each part imports only the parts above it in this list):
 
-- ``fast``: the speed engine (shifted-product convolution, the allocator setting);
 - ``layers``: the layers, each forward beside its backward, and their loop versions;
+- ``fast``: the speed engine a UNet owns while its switch is on (faster convolutions, the
+  cores' use), and the allocator setting;
 - ``losses``, ``optimizers``, ``gradcheck``, ``metrics`` (and ``tables``, ``files``);
 - ``data``: generated membranes, image folders, augmentation, the paper's weight maps;
 - ``train``: ``fit`` and its checkpoints, tiled prediction, the paper's recipe;
@@ -11,8 +12,8 @@ The package, from the bottom up (each part imports only the parts above it in th
 - ``teach``: the course kit, its grader, the shared gradient checks, the tutorials' helpers;
 - ``app``: the ``numpy-unet`` command, the demo and the plots.
 
-``import numpy_unet.layers`` loads only the layers and the gradient checker (and numpy);
-``UNet`` and the other parts are loaded when first used.
+``import numpy_unet.layers`` loads only the layers and the gradient checker (and numpy), and
+starts nothing; ``UNet`` and the other parts are loaded when first used.
 """
 
 from __future__ import annotations

@@ -254,6 +254,26 @@ def test_a_jupyter_kernels_shutdown_is_clean(tmp_path):
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
 
 
+def test_a_worker_imports_the_package_its_parent_imported(tmp_path):
+    # run from a folder that holds another numpy_unet (say, a student's course copy): the
+    # worker still imports the package its parent uses, and the batch is split
+    (tmp_path / "numpy_unet").mkdir()
+    (tmp_path / "numpy_unet" / "__init__.py").write_text("raise ImportError('the wrong copy')\n")
+    root = Path(fast_workers.PACKAGE_ROOT)
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r})\n"
+        "import numpy as np\nfrom numpy_unet import UNet\n"
+        "model = UNet((16, 16, 1), filters=2, depth=1, workers=1)\n"
+        "model.predict(np.zeros((2, 16, 16, 1), np.float32))\n"
+        "print(model.engine._mode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.strip() == "split"
+
+
 def test_close_with_and_garbage_collection_end_the_engines_work():
     x = np.zeros((2, 16, 16, 1), np.float32)
     helpers = {t for t in threading.enumerate() if t.name.startswith("numpy-unet")}

@@ -167,8 +167,13 @@ def test_an_error_in_a_part_is_raised_and_blas_keeps_its_threads(rng):
     np.testing.assert_allclose(twin.predict(x[:1].repeat(2, 0)), model.forward(x[:1].repeat(2, 0)))
 
 
-class ScriptUNet(UNet):
-    """A model class of the test module's own, which a worker cannot import."""
+def script_class() -> type:
+    """A model class made inside a function, which no worker can import."""
+
+    class ScriptUNet(UNet):
+        pass
+
+    return ScriptUNet
 
 
 def test_workers_start_again_and_refuse_nothing_silently(rng):
@@ -184,13 +189,26 @@ def test_workers_start_again_and_refuse_nothing_silently(rng):
     np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
     (again,) = twin.engine.runtime().split.workers
     assert again.process.pid != worker.process.pid
-    # a class the worker cannot import (this module is not on its path): undivided, same numbers
-    script = ScriptUNet(input_shape=(8, 8, 1), filters=2, depth=2, dtype="float64", seed=5)
+    # a class the worker cannot import (made in a function): undivided, the same numbers
+    cls = script_class()
+    script = cls(input_shape=(8, 8, 1), filters=2, depth=2, dtype="float64", seed=5)
     script.engine = Engine(workers=1, rules=Rules(cores=2))
     script.set_weights(model.get_weights())
     np.testing.assert_allclose(script.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
-    assert ScriptUNet in script.engine.runtime().split.refused
+    assert cls in script.engine.runtime().split.refused
     assert script.engine._mode != "split"
+    # a class of this test module: the worker imports it, as this process does (its path)
+    module_class = TestModuleUNet(input_shape=(8, 8, 1), filters=2, depth=2, dtype="float64")
+    module_class.engine = Engine(workers=1, rules=Rules(cores=2))
+    module_class.set_weights(model.get_weights())
+    np.testing.assert_allclose(module_class.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    assert module_class.engine._mode == "split"
+
+
+class TestModuleUNet(UNet):
+    """A model class of this test module, which a worker imports from the tests' folder."""
+
+    __test__ = False  # not a test class
 
 
 def test_workers_that_cannot_run_leave_the_batch_undivided(monkeypatch, rng):
@@ -204,3 +222,19 @@ def test_workers_that_cannot_run_leave_the_batch_undivided(monkeypatch, rng):
         np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
     assert split.failures == fast_split.START_TRIES and split.team(twin, Rules()) is None
     np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_dropout_generator_that_cannot_advance_keeps_training_undivided(rng):
+    # MT19937 has no advance(): inference still splits (no draws), training runs undivided
+    model, twin = twins(dropout=0.5)
+    for a, b in zip(model.layers, twin.layers):
+        if hasattr(a, "rng"):
+            a.rng = np.random.Generator(np.random.MT19937(1))
+            b.rng = np.random.Generator(np.random.MT19937(1))
+    x = rng.random((2, 8, 8, 1))
+    np.testing.assert_allclose(twin.predict(x), model.forward(x), rtol=1e-12, atol=1e-12)
+    assert twin.engine._mode == "split"
+    np.testing.assert_allclose(
+        twin.forward(x, training=True), model.forward(x, training=True), rtol=1e-12, atol=1e-12
+    )
+    assert twin.engine._mode != "split"

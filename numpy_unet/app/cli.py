@@ -552,6 +552,16 @@ def _add_model_options(p: argparse.ArgumentParser, filters: int | None, size: in
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_workers_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes the speed engine may start for a thin network's batches "
+        "(default: one per extra core; 0: none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numpy-unet", description="The UNet, written out layer by layer in NumPy."
@@ -656,13 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels", type=int, default=2**26, help="refuse larger images (8192 x 8192)"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="worker processes the speed engine may start for a thin network's batches "
-        "(default: one per extra core; 0: none)",
-    )
+    _add_workers_option(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("predict", help="probability and mask PNGs for images")
@@ -703,13 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="resize each image to the network's input size first, as the seed's "
         "testGenerator does (outputs are then of that size)",
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="worker processes the speed engine may start for a thin network's batches "
-        "(default: one per extra core; 0: none)",
-    )
+    _add_workers_option(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("summary", help="print a UNet's layers, shapes and parameters")

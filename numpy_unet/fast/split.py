@@ -61,6 +61,8 @@ def dropout_draws(model: object, shape: tuple, training: bool) -> list[tuple[Dro
 
 def advanced(generator: np.random.Generator, steps: int) -> dict:
     """The state of ``generator``'s bit generator after ``steps`` more draws (a copy)."""
+    if steps == 0:
+        return generator.bit_generator.state
     bits = type(generator.bit_generator)()
     bits.state = generator.bit_generator.state
     bits.advance(steps)
@@ -131,7 +133,8 @@ class Split:
         self._send(team, messages)
         outs = self._side_by_side(lambda: model.forward(x[cuts[0]], training), team, blas)
         for d, count in draws:  # where one draw of the whole batch leaves each generator
-            d.rng.bit_generator.advance((len(x) - cuts[0].stop) * count)
+            if count:
+                d.rng.bit_generator.advance((len(x) - cuts[0].stop) * count)
         self.pending = (cuts, team)
         return np.concatenate(outs)
 

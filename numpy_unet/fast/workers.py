@@ -47,6 +47,18 @@ STOPPED = "numpy-unet: a worker process of the speed engine stopped"
 WATCH_SECONDS = 0.2  # how often a worker checks that the process that started it is alive
 
 
+# the folder holding this copy of the package: the worker imports the package from there
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def worker_path() -> str:
+    """The worker's PYTHONPATH: this copy of the package first, then this process's own
+    path (absolute), so that the worker imports what this process imports, the model's
+    class included."""
+    paths = [PACKAGE_ROOT] + [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
 def weight_arrays(model: object) -> list[tuple[int, str, np.ndarray]]:
     """(layer index, name, array) of every parameter, in a fixed order."""
     return [(i, k, v) for i, la in enumerate(model.layers) for k, v in la.params.items()]
@@ -88,10 +100,6 @@ class Worker:
     def __init__(self) -> None:
         mine, theirs = socket.socketpair()
         self.memory = anonymous_file()
-        # the folder holding this copy of the package comes first on the worker's path
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
-        env = dict(os.environ, PYTHONPATH=path, OPENBLAS_NUM_THREADS="1")  # one core's part
         code = f"from numpy_unet.fast.workers import main; main({theirs.fileno()}, {self.memory})"
         try:
             self.process = subprocess.Popen(
@@ -99,7 +107,8 @@ class Worker:
                 pass_fds=(theirs.fileno(), self.memory),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                env=env,
+                env=dict(os.environ, PYTHONPATH=worker_path(), OPENBLAS_NUM_THREADS="1"),
+                cwd=PACKAGE_ROOT,  # not the caller's folder, which may hold another numpy_unet
                 start_new_session=True,
             )
         except BaseException:
@@ -128,9 +137,7 @@ class Worker:
         try:
             kind, value = self.connection.recv()
         except (EOFError, OSError) as error:
-            raise WorkerStoppedError(
-                "numpy-unet: a worker process of the speed engine stopped"
-            ) from (error)
+            raise WorkerStoppedError(STOPPED) from error
         self.busy = False
         if kind == "error":
             raise value
@@ -240,7 +247,7 @@ def serve(connection: Connection, memory: int) -> None:
             elif kind == "forward":
                 x, training, states, errors = message[1:]
                 for layer, state in zip(dropouts(model), states):
-                    layer.rng.bit_generator.state = state  # this part's rows of the draw
+                    layer.rng = generator_from(state)  # this part's rows of the draw
                 with np.errstate(**errors):
                     answer = model.forward(x, training=training)
             elif kind == "backward":
@@ -261,6 +268,13 @@ def serve(connection: Connection, memory: int) -> None:
             connection.send(("error", error))
             continue
         connection.send(("done", answer))
+
+
+def generator_from(state: dict) -> np.random.Generator:
+    """A generator in this state (of any of NumPy's bit generators, named in the state)."""
+    bits = getattr(np.random, state["bit_generator"])()
+    bits.state = state
+    return np.random.Generator(bits)
 
 
 def dropouts(model: object) -> list:
