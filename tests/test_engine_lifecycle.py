@@ -6,6 +6,7 @@ shutdown print no traceback and leave no process and no file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,18 @@ def start(args: list[str], **kwargs) -> subprocess.Popen:
     )
 
 
+@contextlib.contextmanager
+def stopped_at_the_end(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Whatever the test says, the process group it started ends with it."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def read_until(process: subprocess.Popen, prefix: str) -> list[str]:
     lines = []
     while True:
@@ -137,22 +151,22 @@ def checkpoint_state(folder: Path) -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_ctrl_c_in_a_terminal_saves_and_resumes_bit_for_bit(tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    run = start([*TRAIN, "--out", str(straight)])
-    assert run.wait(timeout=300) == 0, run.stderr.read()
-    run = start([*TRAIN, "--out", str(stopped)])
-    lines = read_until(run, "Epoch 1/")
-    assert "worker process" in "".join(lines)  # fit's first line says what it starts
-    workers = children(run.pid)
-    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
-    out, err = run.communicate(timeout=120)
+    with stopped_at_the_end(start([*TRAIN, "--out", str(straight)])) as run:
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    with stopped_at_the_end(start([*TRAIN, "--out", str(stopped)])) as run:
+        lines = read_until(run, "Epoch 1/")
+        assert "worker process" in "".join(lines)  # fit's first line says what it starts
+        workers = children(run.pid)
+        os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+        out, err = run.communicate(timeout=120)
     assert run.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "resume from" in out
     assert not gone_within(workers, 3)
     _, meta = checkpoint_state(stopped)
     assert (meta["epoch"], meta["step"]) > (1, 0) and meta["epoch"] < 3  # where it stopped
-    resumed = start([*TRAIN, "--out", str(stopped), "--resume"])
-    out, err = resumed.communicate(timeout=300)
+    with stopped_at_the_end(start([*TRAIN, "--out", str(stopped), "--resume"])) as resumed:
+        out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "Resuming from" in out and "Traceback" not in err
     (w1, m1), (w2, m2) = checkpoint_state(straight), checkpoint_state(stopped)
@@ -163,32 +177,36 @@ def test_ctrl_c_in_a_terminal_saves_and_resumes_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_sigterm_and_sigkill_leave_no_process_and_no_file(tmp_path):
     before = shm_files()
-    run = start([*TRAIN, "--epochs", "50", "--out", str(tmp_path / "term")])
-    read_until(run, "Epoch 1/")
-    workers = children(run.pid)
-    assert workers
-    os.killpg(run.pid, signal.SIGTERM)
-    _, err = run.communicate(timeout=60)
+    with stopped_at_the_end(start([*TRAIN, "--epochs", "50", "--out", str(tmp_path / "t")])) as run:
+        read_until(run, "Epoch 1/")
+        workers = children(run.pid)
+        assert workers
+        os.killpg(run.pid, signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
     assert run.returncode == -signal.SIGTERM and "Traceback" not in err, err
     assert not gone_within(workers, 3), "a worker outlived SIGTERM"
     moments = random.Random(0)
     for k in range(10):  # SIGKILL at ten moments: starting, loading, training, saving
-        run = start([*TRAIN, "--epochs", "50", "--out", str(tmp_path / f"kill{k}")])
-        seen: set[int] = set()
-        end = time.monotonic() + moments.uniform(0.2, 3.0)
-        while time.monotonic() < end:
+        with stopped_at_the_end(
+            start([*TRAIN, "--epochs", "50", "--out", str(tmp_path / str(k))])
+        ) as run:
+            seen: set[int] = set()
+            end = time.monotonic() + moments.uniform(0.2, 3.0)
+            while time.monotonic() < end:
+                seen |= children(run.pid)
+                time.sleep(0.01)
             seen |= children(run.pid)
-            time.sleep(0.01)
-        seen |= children(run.pid)
-        run.kill()
-        _, err = run.communicate(timeout=60)
+            run.kill()
+            _, err = run.communicate(timeout=60)
         assert "Traceback" not in err, err
         assert not gone_within(seen, 3), f"kill {k}: a worker outlived its parent"
     assert shm_files() == before
 
 
 SCRIPT = """
-import sys
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a CI job may
+# start its commands with Ctrl-C ignored, which Python's own handler then respects)
 import numpy as np
 from numpy_unet import UNet
 model = UNet(({size}, {size}, 1), filters={filters}, depth=3, seed=0)
@@ -208,19 +226,20 @@ except KeyboardInterrupt:
 )
 def test_ctrl_c_during_predict_or_while_a_worker_starts_is_clean(filters, delay):
     code = SCRIPT.format(size=64, filters=filters)
-    run = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
-    assert run.stdout.readline().strip() == "ready"
-    seen = children(run.pid)
-    time.sleep(delay)
-    seen |= children(run.pid)
-    os.killpg(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=60)
+    with stopped_at_the_end(process) as run:
+        assert run.stdout.readline().strip() == "ready"
+        seen = children(run.pid)
+        time.sleep(delay)
+        seen |= children(run.pid)
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
     assert run.returncode == 0 and out.strip() == "stopped", err
     assert err == "", err  # no worker's traceback, no "Exception ignored", no fatal error
     assert not gone_within(seen, 3)
