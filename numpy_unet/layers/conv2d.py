@@ -60,6 +60,15 @@ class Conv2D(Layer):
     name : str, optional
     **options
         ``retain_cache``, ``check_finite``: see :class:`Layer`.
+
+    Attributes
+    ----------
+    engine : numpy_unet.fast.Engine or None
+        Set by the UNet that holds this layer while the UNet's speed switch is on
+        (``UNet.fast``): the engine that computes y (and, in backward, dxp and the
+        gradients) where it has a faster algorithm than the im2col below, and hands a ReLU's
+        output to the activation layer (``ReLU.keep``). None (a layer on its own, or the
+        switch off): always the im2col below.
     """
 
     def __init__(
@@ -76,9 +85,7 @@ class Conv2D(Layer):
         **options: bool,
     ) -> None:
         super().__init__(name, **options)
-        # the speed engine of the model that holds this layer, while the model's switch is
-        # on (``UNet.fast``); None: the im2col below, always
-        self.engine = None
+        self.engine = None  # the speed engine of the model that holds this layer (see above)
         set_conv_options(
             self,
             filters,
