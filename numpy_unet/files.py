@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,24 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path
         os.replace(tmp, path)
     except BaseException:  # a full disk, a read-only folder, Ctrl-C: leave no half file
         tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all: a new temporary file of a name no
+    other file has (``tempfile.mkstemp``) in the same folder, flushed, then renamed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is read by others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 

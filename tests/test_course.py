@@ -36,7 +36,7 @@ def replace_block(copy: pathlib.Path, file: str, name: str, code: str, block: in
 
 
 def scores(copy: pathlib.Path, *names: str, timeout: float = 60) -> dict[str, float]:
-    return {n: r.score for n, r in grading.grade(copy, timeout, list(names)).items()}
+    return {n: r.score for n, r in grading.grade(copy, timeout, list(names), seed=0).items()}
 
 
 def test_every_backward_pass_is_an_exercise_and_no_answer_ships(student):
@@ -84,11 +84,41 @@ def test_a_copys_models_run_the_readable_layers(student):
 
 
 def test_an_untouched_copy_scores_zero_and_the_package_full_marks(student):
-    untouched = grading.grade(student)
+    untouched = grading.grade(student, seed=0)
     assert set(untouched) == set(course.TASKS)  # the default level: the backward passes
     assert all(r.score == 0 for r in untouched.values())
     assert all("NotImplementedError" in i.detail for r in untouched.values() for i in r.items)
-    assert all(r.score == 1 for r in grading.grade(ROOT).values())
+    assert all(r.score == 1 for r in grading.grade(ROOT, seed=0).values())
+
+
+def test_the_solutions_score_full_marks_on_any_inputs_and_a_doubled_bias_keeps_part(tmp_path):
+    copy = course.make_exercises(tmp_path / "solved")
+    for name in course.TASKS:
+        course.copy_solution(name, copy)
+    assert all(r.score == 1 for r in grading.grade(copy, seed=0).values())
+    fresh = grading.grade(copy, exercises=["conv2d_backward", "unet_backward"], seed=1)
+    assert all(r.score == 1 for r in fresh.values())  # other inputs than the copy's tests
+    path = copy / "numpy_unet" / "layers" / "conv2d.py"
+    text = path.read_text()
+    assert text.count('self.grads["bias"] = dz.sum(axis=0)') == 1
+    path.write_text(
+        text.replace(
+            'self.grads["bias"] = dz.sum(axis=0)', 'self.grads["bias"] = 2 * dz.sum(axis=0)'
+        )
+    )
+    result = grading.grade(copy, exercises=["conv2d_backward"], seed=0)["conv2d_backward"]
+    failed = [i.name for i in result.items if not i.passed]
+    assert failed and all(name.endswith("'bias'") for name in failed)
+    assert result.score == 10 / 15  # the kernels and inputs of five cases still count
+
+
+def test_a_copy_without_a_class_scores_zero_on_it_with_the_reason(tmp_path):
+    copy = course.make_exercises(tmp_path / "no-softmax")
+    init = copy / "numpy_unet" / "layers" / "__init__.py"
+    init.write_text(init.read_text() + "\ndel Softmax\n")
+    result = grading.grade(copy, exercises=["softmax_backward"], seed=0)["softmax_backward"]
+    assert result.score == 0
+    assert all(i.detail == "LookupError: the copy has no class Softmax" for i in result.items)
 
 
 def test_the_three_cheats_score_zero(tmp_path):
@@ -137,7 +167,7 @@ def test_the_stated_rules_at_ties_and_zeros_are_graded(tmp_path):
     """
     replace_block(copy, "layers/pooling.py", "maxpool_backward", every_tied_maximum)
     replace_block(copy, "layers/activations.py", "relu_backward", "return dy * (y >= 0)")
-    results = grading.grade(copy, exercises=["maxpool_backward", "relu_backward"])
+    results = grading.grade(copy, exercises=["maxpool_backward", "relu_backward"], seed=0)
     pool = {i.name: i.passed for i in results["maxpool_backward"].items}
     assert pool.pop("ties: gradient of input at tied maxima") is False
     assert all(pool.values())  # without ties the broken rule is invisible: partial credit
@@ -152,7 +182,9 @@ def test_a_hanging_or_printing_copy_gets_its_row_and_grade_goes_on(tmp_path, cap
     replace_block(
         copy, "layers/activations.py", "sigmoid_backward", "print('{}')\nraise KeyError(7)"
     )
-    results = grading.grade(copy, timeout=3, exercises=["relu_backward", "sigmoid_backward"])
+    results = grading.grade(
+        copy, timeout=3, exercises=["relu_backward", "sigmoid_backward"], seed=0
+    )
     assert all("timed out after 3 s" in i.detail for i in results["relu_backward"].items)
     assert results["sigmoid_backward"].items[0].detail == "KeyError: 7"
     table = grading.score_table(results)
@@ -164,7 +196,7 @@ def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
     assert main(["exercises", str(copy)]) == 0
     course.copy_solution("conv2d_backward", copy)  # both blocks: backward and col2im
     report = tmp_path / "results.json"
-    assert main(["grade", str(copy), "--json", str(report)]) == 1
+    assert main(["grade", str(copy), "--json", str(report), "--seed", "0"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"conv2d_backward\s+15 / 15\s+1.00", out) and "score: 1.00 / 14" in out
     result = json.loads(report.read_text())
@@ -172,6 +204,7 @@ def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
     rows = {t["name"]: t for t in result["tests"]}
     assert rows["conv2d_backward"]["score"] == 1.0 and rows["relu_backward"]["score"] == 0.0
     assert set(rows["relu_backward"]) == {"name", "score", "max_score", "output"}
+    assert result["output"] == "graded by numpy-unet 0.1.0 at level backward, inputs of seed 0"
     assert main(["solutions", str(tmp_path / "key")]) == 0
     key = (tmp_path / "key" / "SOLUTIONS.md").read_text()
     assert "`conv2d_transpose_backward`" in key and "`maxpool_forward`" in key
@@ -180,9 +213,29 @@ def test_round_trip_exercises_solve_grade_json_solutions(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
-def test_the_copys_own_tests_check_the_copy(student):
-    text = (student / "tests" / "test_exercises.py").read_text()
-    assert "from numpy_unet.teach.checks import CHECKS, package_lib" in text
+def run_in(copy: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the copy's folder, as a student runs it (the copy first on the path)."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=copy, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("level", ["backward", "forward"])
+def test_the_copys_own_tests_and_gradcheck_run_in_a_fresh_and_a_correct_copy(tmp_path, level):
+    copy = course.make_exercises(tmp_path / level, level=level)
+    names = course.exercises_of(level)
+    fresh = run_in(copy, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider")
+    assert fresh.returncode == 1, fresh.stdout + fresh.stderr
+    assert f"{len(names)} failed" in fresh.stdout and "NotImplementedError" in fresh.stdout
+    check = run_in(copy, "-m", "numpy_unet", "gradcheck")
+    assert check.returncode == 1 and "FAILED: " in check.stdout, check.stderr
+    assert "Traceback" not in check.stderr
+    for name in names:
+        course.copy_solution(name, copy)
+    solved = run_in(copy, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider")
+    assert solved.returncode == 0 and f"{len(names)} passed" in solved.stdout, solved.stdout
+    check = run_in(copy, "-m", "numpy_unet", "gradcheck")
+    assert check.returncode == 0 and "All gradients agree." in check.stdout, check.stdout
 
 
 def test_the_forward_level_is_graded_against_the_references(tmp_path, capsys):
@@ -192,7 +245,7 @@ def test_the_forward_level_is_graded_against_the_references(tmp_path, capsys):
     assert "`conv2d_forward`" in tasks and "_backward`" not in tasks
     course.copy_solution("maxpool_forward", copy)
     replace_block(copy, "layers/activations.py", "relu_forward", "y = np.abs(x)")  # wrong
-    results = grading.grade(copy, level="forward")
+    results = grading.grade(copy, level="forward", seed=0)
     assert set(results) == set(course.FORWARD_TASKS)
     assert results["maxpool_forward"].score == 1
     assert (
@@ -200,13 +253,13 @@ def test_the_forward_level_is_graded_against_the_references(tmp_path, capsys):
         and "expected 0, got 2" in results["relu_forward"].items[0].detail
     )
     assert sum(r.score for r in results.values()) == 1
-    assert main(["grade", str(copy), "--level", "forward"]) == 1
+    assert main(["grade", str(copy), "--level", "forward", "--seed", "0"]) == 1
     assert "score: 1.00 / 10" in capsys.readouterr().out
 
 
 def test_at_level_all_a_backward_row_names_the_forward_it_runs(tmp_path):
     copy = course.make_exercises(tmp_path / "all", level="all")
-    results = grading.grade(copy, level="all", exercises=["relu_forward", "relu_backward"])
+    results = grading.grade(copy, level="all", exercises=["relu_forward", "relu_backward"], seed=0)
     assert results["relu_backward"].needs == ["relu_forward"]
     assert "also runs the failing relu_forward" in grading.score_table(results)
 
@@ -225,4 +278,12 @@ def test_the_copy_holds_no_backward_helper_a_student_could_call(student):
             if isinstance(node, ast.FunctionDef) and "backward" in node.name
         }
     # forward_backward: fit's step, the model's forward, the loss, the model's backward
-    assert names == {"backward", "_check_backward", "leave_out_backward_loops", "forward_backward"}
+    assert names == {"backward", "_check_backward", "forward_backward"}
+
+
+def test_no_copy_holds_the_loop_version_of_a_pass_it_cuts(tmp_path):
+    forward = course.make_exercises(tmp_path / "forward", level="forward")
+    loops = (forward / "numpy_unet" / "layers" / "loops.py").read_text()
+    assert "_forward_loops(" not in loops and "def maxpool_backward_loops" in loops
+    both = course.make_exercises(tmp_path / "all", level="all")
+    assert "_loops(" not in (both / "numpy_unet" / "layers" / "loops.py").read_text()

@@ -141,8 +141,8 @@ for exercise in backward:
     for case in CHECKS[exercise]:
         r = case.run(lib)
         reports.append((exercise, case.name, r))
-        against = "the rule" if r.mode.startswith("rule") else "differences"
-        checked = sum(c.checked for c in r.checks)
+        against = "the rule" if r.against == "rule" else "differences"
+        checked = sum(item.checked for item in r.items)
         verdict = "ok" if r.passed else "FAIL"
         rows.append((exercise, case.name, against, checked, f"{r.max_rel_error:.1e}", verdict))
 print("\n".join(format_table(rows)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..files import fresh_dir
+from ..files import atomic_write_text, fresh_dir
 from ..labels import COLOR_DICT
 from ..tables import format_table
 
@@ -22,32 +23,33 @@ if TYPE_CHECKING:
 def _gradcheck(args: argparse.Namespace) -> int:
     from ..teach.selfcheck import builtin_checks
 
-    rows = [("layer / loss", "tensor", "shape", "max abs err", "max rel err", "result")]
+    rows = [("layer / loss", "case: tensor", "values", "against", "max rel err", "result")]
     failed = []
-    for report in builtin_checks(include_unet=args.unet):
-        if args.verbose:
-            print(report, end="\n\n")
-        for c in report.checks:
+    for exercise, verdict in builtin_checks(include_unet=args.unet):
+        for item in verdict.items:
             rows.append(
                 (
-                    report.layer,
-                    c.name,
-                    str(c.shape),
-                    f"{c.max_abs_error:.1e}",
-                    f"{c.max_rel_error:.1e}",
-                    "ok" if c.passed else "FAIL",
+                    verdict.subject,
+                    item.name,
+                    str(item.checked),
+                    verdict.against,
+                    f"{item.rel_error:.1e}",
+                    "ok" if item.passed else "FAIL",
                 )
             )
-        if not report.passed:
-            failed.append(report)
+            if args.verbose and not item.passed:
+                print(f"{exercise}: {item.name}: {item.detail}")
+        if not verdict.passed:
+            failed.append(f"{exercise} ({verdict.case})")
     print("\n".join(format_table(rows)))
-    worst = max(float(r[4]) for r in rows[1:])
+    errors = [float(r[4]) for r in rows[1:] if r[4] != "nan"]
     print(
         f"\n{len(rows) - 1} gradients checked in float64 against central differences "
-        f"(eps 1e-6, atol 1e-5, rtol 1e-3); worst relative error {worst:.1e}."
+        f"(eps 1e-6, atol 1e-5, rtol 1e-3) or a stated rule; worst relative error "
+        f"{max(errors, default=float('nan')):.1e}."
     )
     if failed:
-        print(f"FAILED: {', '.join(r.layer for r in failed)}")
+        print(f"FAILED: {', '.join(failed)}")
         return 1
     print("All gradients agree.")
     return 0
@@ -517,21 +519,48 @@ def _exercises(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from ..teach.grading import grade, gradescope, score_table
+    from ..teach.grading import grade, gradescope, last_seed, score_table
 
     if not (np.isfinite(args.timeout) and args.timeout > 0):
         raise ValueError(
             f"numpy-unet grade: --timeout must be a positive number of seconds, got {args.timeout}"
         )
-    if args.json and Path(args.json).exists():
-        raise FileExistsError(f"numpy-unet grade: {args.json} exists; choose another --json file")
-    results = grade(args.folder, timeout=args.timeout, level=args.level)
+    path = Path(args.json) if args.json else None
+    if path is not None:  # checked before any grading: a result must have somewhere to go
+        if path.exists():
+            raise FileExistsError(f"numpy-unet grade: {path} exists; choose another --json file")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"numpy-unet grade: the --json folder {path.parent} does not exist"
+            )
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"numpy-unet grade: cannot write into {path.parent}")
+    results = grade(
+        args.folder,
+        timeout=args.timeout,
+        exercises=args.exercise,
+        level=args.level,
+        seed=args.seed,
+        user=args.run_as,
+    )
+    note = f"graded by numpy-unet {__version__} at level {args.level}, inputs of seed {last_seed()}"
     print(score_table(results))
-    if args.json:
-        path = Path(args.json)
-        path.write_text(json.dumps(gradescope(results), indent=1))
+    print(note)
+    if path is not None:  # written last, whole or not at all, after every student process ended
+        atomic_write_text(path, json.dumps(gradescope(results, note), indent=1))
         print(f"wrote {path} (Gradescope's results.json format)")
     return 0 if all(r.score == 1 for r in results.values()) else 1
+
+
+def _autograder(args: argparse.Namespace) -> int:
+    from ..teach.autograder import write_bundle
+
+    path = write_bundle(args.out, level=args.level, timeout=args.timeout)
+    print(
+        f"Wrote {path}: upload it as the assignment's autograder on Gradescope (its setup.sh "
+        f"installs this package; run_autograder grades each submission at level {args.level})."
+    )
+    return 0
 
 
 def _solutions(args: argparse.Namespace) -> int:
@@ -735,15 +764,40 @@ def build_parser() -> argparse.ArgumentParser:
         "CODE with your rights: run untrusted submissions in a container or a throw-away "
         "account.",
     )
-    p.add_argument("folder", help="the folder written by `numpy-unet exercises`")
+    p.add_argument("folder", help="the submission: a folder holding numpy_unet/")
     p.add_argument(
         "--timeout", type=float, default=60.0, help="seconds each exercise may take (60)"
     )
     p.add_argument("--json", help="also write the result here, in Gradescope's format")
     p.add_argument(
-        "--level", choices=levels, default="backward", help="the level the copy was made with"
+        "--level",
+        choices=levels,
+        default="backward",
+        help="what to grade: the level you handed out (backward)",
+    )
+    p.add_argument(
+        "--seed", type=int, help="seed of the inputs (default: a new one, printed at the end)"
+    )
+    p.add_argument(
+        "--run-as", help="run the student's code as this user (the grader must run as root)"
+    )
+    p.add_argument(
+        "--exercise",
+        action="append",
+        help="grade only this exercise (repeat for more); default: every one of the level",
     )
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser(
+        "autograder",
+        help="write a Gradescope autograder (a zip: setup.sh, run_autograder) for a course",
+    )
+    p.add_argument("out", help="the zip file to write (new)")
+    p.add_argument("--level", choices=levels, default="backward", help="what it grades")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds each exercise may take (60)"
+    )
+    p.set_defaults(func=_autograder)
 
     p = sub.add_parser("solutions", help="write the reference code of every exercise")
     p.add_argument("out", help="a new (or empty) folder; gets SOLUTIONS.md")
@@ -751,7 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gradcheck", help="gradient-check every built-in layer and loss")
     p.add_argument("--unet", action="store_true", help="also check a small UNet end to end")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each layer's table")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also print why each failing check failed"
+    )
     p.set_defaults(func=_gradcheck)
     return parser
 

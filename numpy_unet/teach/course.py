@@ -8,12 +8,14 @@ In the package's source, every exercise is a block (or several) between two mark
 
 ``numpy-unet exercises OUT`` copies the package to ``OUT/numpy_unet`` with each such block
 replaced by ``raise NotImplementedError(...)``, writes the tasks to ``OUT/EXERCISES.md`` and
-tests that students run themselves to ``OUT/tests/``. Nothing in the copy gives an answer
-away: the speed engine (``numpy_unet/fast/``, whose convolutions compute gradients of their
-own) is left out, so the copy's models run every layer's own code, the code of the
-exercises (its ``UNet.fast`` stays False); and the loop versions of backward passes are
-left out. ``numpy-unet grade OUT`` (:mod:`numpy_unet.teach.grading`) scores the copy with this
-package's checks; ``numpy-unet solutions OUT`` writes the reference code of every exercise.
+tests that students run themselves to ``OUT/tests/``: the checks' trials and the values
+they should give, stored as data (``tests/cases.bin``), since the copy holds no code that
+computes an answer. The speed engine (``numpy_unet/fast/``, whose convolutions compute
+gradients of their own) is left out, so the copy's models run every layer's own code, the
+code of the exercises (its ``UNet.fast`` stays False); so are the loop versions of the
+passes the level cuts. ``numpy-unet grade OUT`` (:mod:`numpy_unet.teach.grading`) scores
+the copy on other inputs; ``numpy-unet solutions OUT`` writes the reference code of every
+exercise.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ FORWARD_TASKS = {
     "upsampling_forward": "UpSampling2D.forward (layers/upsampling.py): repeat each pixel.",
     "concatenate_forward": "Concatenate.forward (layers/concatenate.py): join along the axis.",
     "cropping_forward": "Cropping2D.forward (layers/cropping.py): cut the borders off.",
-    "dropout_forward": "Dropout.forward (layers/dropout.py): a mask from self.rng, kept values "
-    "scaled by 1 / (1 - rate) (inverted dropout).",
+    "dropout_forward": "Dropout.forward (layers/dropout.py): one uniform draw per element, "
+    "u = self.rng.random(x.shape), kept where u >= rate, kept values scaled by 1 / (1 - rate) "
+    "(inverted dropout; the same draws as the reference, so the same mask for a seed).",
 }
 
 ENGINE = "fast"  # the package's speed engine: left out of a student copy
@@ -111,13 +114,14 @@ def cut_exercises(source: str, names: list[str] | None = None) -> str:
     return "".join(out)
 
 
-def leave_out_backward_loops(source: str) -> str:
-    """``loops.py`` without the loop versions of backward passes: each is an answer."""
+def leave_out_loops(source: str, level: str = "backward") -> str:
+    """``loops.py`` without the loop versions of the passes ``level`` cuts: each is an answer."""
     lines = source.splitlines(keepends=True)
+    ends = tuple(f"{suffix}_loops" for suffix in LEVELS[level])
     drop = [
         (node.lineno - 1, node.end_lineno, node.name)
         for node in ast.parse(source).body
-        if isinstance(node, ast.FunctionDef) and node.name.endswith("_backward_loops")
+        if isinstance(node, ast.FunctionDef) and node.name.endswith(ends)
     ]
     for start, stop, name in reversed(drop):
         note = f"# {name}: left out of the course copy (it would answer an exercise)\n"
@@ -125,13 +129,68 @@ def leave_out_backward_loops(source: str) -> str:
     return "".join(lines)
 
 
-def _student_text(src: Path, text: str, names: list[str]) -> str:
+def _student_text(src: Path, text: str, names: list[str], level: str) -> str:
     relative = src.relative_to(PACKAGE).as_posix()
     if relative == "layers/loops.py":
-        text = leave_out_backward_loops(text)
+        text = leave_out_loops(text, level)
     if relative == "teach/course.py":  # its docstring shows the markers; keep it as it is
         return text
     return cut_exercises(text, names)
+
+
+STUDENT_TEST = '''"""Your exercises, checked as the grader checks them: python -m pytest tests/
+
+cases.bin holds each check's inputs and the values a correct answer gives for them (the
+grader draws other inputs). A failure names the tensor and its worst element.
+"""
+
+import pathlib
+
+import pytest
+
+from numpy_unet.teach.checks import judge, package_lib
+from numpy_unet.teach.runner import decode, perform
+
+STORED = decode((pathlib.Path(__file__).parent / "cases.bin").read_bytes())
+
+
+@pytest.mark.parametrize("name", list(STORED))
+def test_exercise(name):
+    lib = package_lib()
+    failed = []
+    for check in STORED[name]:
+        given = perform(lib, check["trial"])  # your code: its errors show here in full
+        items = judge(check["case"], check["against"], check["labels"], check["expected"], given)
+        failed += [f"{i.name}: {i.detail}" for i in items if not i.passed]
+    assert not failed, "\\n".join(failed)
+'''
+
+
+def write_tests(folder: Path, names: list[str], seed: int = 0) -> None:
+    """A copy's ``tests/``: its checks' trials and expected values for ``seed``, as data."""
+    from .checks import prepared
+    from .runner import encode
+
+    folder.mkdir()
+    stored = {
+        name: [
+            {
+                "case": case.name,
+                "against": case.against,
+                "labels": case.labels,
+                "trial": trial,
+                "expected": expected,
+            }
+            for case, trial, expected in prepared(name, seed)
+        ]
+        for name in names
+    }
+    (folder / "cases.bin").write_bytes(encode(stored))
+    (folder / "conftest.py").write_text(
+        "import pathlib\nimport sys\n\n"
+        "sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))\n"
+    )
+    (folder / "test_exercises.py").write_text(STUDENT_TEST)
 
 
 def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
@@ -153,23 +212,8 @@ def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
         text = src.read_text()
         if src.name != "course.py":
             found += [n for n in exercises_in(text) if n in names and n not in found]
-        dest.write_text(_student_text(src, text, names))
-    tests = out / "tests"
-    tests.mkdir()
-    (tests / "conftest.py").write_text(
-        "import pathlib\nimport sys\n\n"
-        "sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))\n"
-    )
-    (tests / "test_exercises.py").write_text(
-        '"""Your exercises, checked as the grader checks them: python -m pytest tests/"""\n\n'
-        "import pytest\n\nfrom numpy_unet.teach.checks import CHECKS, package_lib\n\n"
-        f"EXERCISES = {names!r}\n\n\n"
-        '@pytest.mark.parametrize("name", EXERCISES)\n'
-        "def test_exercise(name):\n"
-        "    for case in CHECKS[name]:\n"
-        "        report = case.run(package_lib())\n"
-        "        assert report.passed, str(report)\n"
-    )
+        dest.write_text(_student_text(src, text, names, level))
+    write_tests(out / "tests", names)
     what = {
         "backward": "backward passes",
         "forward": "forward passes",
@@ -180,24 +224,16 @@ def make_exercises(out: str | os.PathLike, level: str = "backward") -> Path:
         "",
         "Fill in each block marked `raise NotImplementedError` in `numpy_unet/`. The "
         "docstring of each class gives the formula. Check your work with "
-        "`python -m pytest tests/` from this folder; your teacher grades it with "
-        f"`numpy-unet grade --level {level}`, which runs the same checks.",
+        "`python -m pytest tests/` from this folder (and `python -m numpy_unet gradcheck`); "
+        f"your teacher grades it with `numpy-unet grade --level {level}`, which runs the "
+        "same checks on inputs it draws when grading.",
         "",
     ]
     tasks = TASKS | FORWARD_TASKS
     ordered = [name for name in names if name in found]
     lines += [f"{k}. `{name}`: {tasks[name]}" for k, name in enumerate(ordered, start=1)]
-    lines += ["", f"<!-- numpy-unet exercises --level {level} -->"]
     (out / "EXERCISES.md").write_text("\n".join(lines) + "\n")
     return out
-
-
-def recorded_level(folder: str | os.PathLike) -> str | None:
-    """The ``--level`` a copy was made with, as its EXERCISES.md records it (None: unknown)."""
-    path = Path(folder) / "EXERCISES.md"
-    text = path.read_text(errors="replace") if path.is_file() else ""
-    found = re.search(r"<!-- numpy-unet exercises --level (\w+) -->", text)
-    return found.group(1) if found else None
 
 
 def _blocks(text: str, name: str) -> list[tuple[int, int]]:
