@@ -77,7 +77,11 @@ def test_run_autograder_grades_an_honest_an_untouched_and_a_cheating_copy(bundle
         + textwrap.dedent(
             f"""
             import json, os, sys
-            os.write(int(sys.argv[-1]), json.dumps({forged!r}).encode())
+            for _fd in os.listdir("/proc/self/fd"):  # the result pipe is one of them
+                try:
+                    os.write(int(_fd), json.dumps({forged!r}).encode())
+                except OSError:
+                    pass
             for _root in ("/autograder", {str(tmp_path)!r}):
                 for _dir, _, _ in os.walk(_root):
                     if _dir.endswith("results"):

@@ -44,6 +44,7 @@ from .runner import BOOT, decode, encode
 
 RUNNER = Path(__file__).with_name("runner.py")
 MAX_ANSWER = 256 * 2**20  # bytes a child may send back
+MEMORY = 4 * 2**30  # the child's address space, in bytes (NumPy itself takes about 0.5 GB)
 
 
 @dataclass
@@ -125,9 +126,11 @@ def run_child(
     timeout: float,
     user: tuple[int, int] | None,
     keep: frozenset[int],
+    memory: int = MEMORY,
 ) -> tuple[object, str]:
-    """Run ``trials`` on the copy's classes in a contained child: (decoded answer, "") or
-    (None, what went wrong). Every process of the child is gone when this returns."""
+    """Run ``trials`` on the copy's classes in a contained child (``timeout`` seconds,
+    ``memory`` bytes of address space, as ``user``): (decoded answer, "") or (None, what
+    went wrong). Every process of the child is gone when this returns."""
     work = _workspace(copy, trials, user)
     try:
         read, write = os.pipe()
@@ -142,6 +145,7 @@ def run_child(
             str(work / "runner.py"),
             str(work / "request.bin"),
             str(write),
+            str(int(memory)),
         ]
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -231,13 +235,15 @@ def grade(
     level: str = "backward",
     seed: int | None = None,
     user: str | int | None = None,
+    memory: int = MEMORY,
 ) -> dict[str, ExerciseResult]:
     """Grade the submission in ``folder``: the exercises of ``level`` (the teacher's
     choice; nothing in the copy is read for it), or the named ``exercises``.
 
     ``seed`` draws the inputs (default: a fresh one, see :func:`last_seed`); ``user`` (a
-    name or number; the grader must be root) runs the student's code as that account.
-    A submission that cannot be graded scores 0 on every exercise, with the reason.
+    name or number; the grader must be root) runs the student's code as that account;
+    ``memory`` caps each child's address space, in bytes. A submission that cannot be
+    graded scores 0 on every exercise, with the reason.
     """
     graded = exercises_of(level)
     unknown = [n for n in exercises or [] if n not in CHECKS]
@@ -262,7 +268,7 @@ def grade(
             answer, failure = (
                 (None, problem)
                 if problem
-                else run_child(copy, [trial for _, trial, _ in cases], timeout, account, keep)
+                else run_child(copy, [t for _, t, _ in cases], timeout, account, keep, memory)
             )
             results[name] = ExerciseResult(name, judge_answer(cases, answer, failure), needs)
     finally:

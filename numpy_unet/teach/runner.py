@@ -10,11 +10,13 @@ The grader (:mod:`numpy_unet.teach.grading`) runs this file *by its path*, in a 
 process whose ``sys.path`` holds only the standard library, the student's copy and a folder
 linking NumPy (:data:`BOOT` puts them there before NumPy is imported)::
 
-    python -I -S -c BOOT COPY NUMPY_FOLDER runner.py REQUEST RESULT_FD
+    python -I -S -c BOOT COPY NUMPY_FOLDER runner.py REQUEST RESULT_FD MEMORY
 
-It reads the trials from the file REQUEST, runs them on the copy's classes, and writes
-the outcomes to the file descriptor RESULT_FD. So this file imports nothing of the
-package; in the grader's own process it is imported as usual, for the same functions.
+It caps its own address space at MEMORY bytes (soft and hard limit: a process that is not
+root cannot raise it again), reads the trials from the file REQUEST, runs them on the
+copy's classes, and writes the outcomes to the file descriptor RESULT_FD. So this file
+imports nothing of the package; in the grader's own process it is imported as usual, for
+the same functions.
 
 The wire format is :func:`encode`: an 8-byte length, a JSON header, then the arrays'
 bytes. No pickle, so decoding what a student's process sends can run no code.
@@ -192,8 +194,22 @@ def last_line(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()[:300]
 
 
+def limit_memory(nbytes: int) -> None:
+    """Cap this process's address space (and write no core file), where the system can."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return
+    for limit, value in ((resource.RLIMIT_AS, nbytes), (resource.RLIMIT_CORE, 0)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):  # above a hard limit set before us: keep that one
+            pass
+
+
 def main(argv: list[str]) -> int:
-    _copy, _numpy_folder, request, fd = argv  # the first two are on sys.path already
+    _copy, _numpy_folder, request, fd, memory = argv  # the first two are on sys.path already
+    limit_memory(int(memory))
     trials = decode(open(request, "rb").read())  # noqa: SIM115 - read once, closed by GC
     try:
         lib = load_classes()
