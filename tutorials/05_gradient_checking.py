@@ -237,6 +237,43 @@ print(report)
 assert report.passed, "the fixed slope passes"
 
 # %% [markdown]
+# ### Where the error sits
+#
+# The message names the worst element; the report keeps every failing one (worst first),
+# both gradients as arrays (`numerical_grad`, `analytic_grad` of each tensor), and draws
+# where the error sits: `report.error_map()` sums `|numerical - analytic|` over the batch
+# and the channels into an image, and `report.plot()` draws it. Here is a subtler bug: the
+# slope is right everywhere but doubled on the last image row (an off-by-one in a loop
+# over rows could do this).
+#
+# **Predict before you run.** Which rows of the map will be hot?
+
+
+# %%
+class LastRowLeakyReLU(FixedLeakyReLU):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        dx = super().backward(dy)
+        dx[:, -1] *= 2  # BUG: (N, H, W, C), the last row counted twice
+        return dx
+
+
+report = gradcheck(LastRowLeakyReLU(name="leaky_relu_last_row"), x, raise_exception=False)
+print(report)
+heat = report.error_map("input")  # (H, W): summed over the batch and the channels
+print("error per row:", heat.sum(axis=1).round(3))
+save(report.plot(), "05_error_map.png")
+failing_rows = {f.index[1] for f in report.checks[0].failures}
+assert failing_rows == {3}, "every failure is on the last row (row 3 of 4)"
+assert heat[:-1].max() < 1e-6 * heat[-1].min(), "the map is hot on the last row only"
+
+# %% [markdown]
+# All the failures sit on row 3, the last one, and nowhere else: a pattern no single
+# worst element shows. The table's "failing" column counts them (every element of the last
+# row, since the input is away from the kink), and the lines under it list the worst five
+# with both values, each labelled a *mismatch*: the function is smooth there, so the
+# analytic value is simply wrong. Section 5 shows the other label.
+
+# %% [markdown]
 # Why `away_from_kinks(x)`? The LeakyReLU has a kink at 0. Section 5 explains why a finite
 # difference must not straddle it. `numpy_unet.gradcheck.away_from_kinks` moves every value
 # out of `(-1e-3, 1e-3)`, far more than `eps = 1e-6`.
@@ -458,8 +495,9 @@ assert (numerical, analytic) == (0.5, 0.0), "at the kink: the average slope agai
 # products, where no wrapper sees it. The numbers are the same either way.
 #
 # **Predict before you run.** Every backward in this UNet is correct (section 2). Will the
-# elementwise check of the whole network pass? If not, which tensors will it flag: inputs,
-# kernels or biases?
+# elementwise check of the whole network fail its rule somewhere? If so, in which tensors:
+# inputs, kernels or biases? The cell runs the check twice: counting every failure
+# (`allow_kinks=False`, as torch's `gradcheck` does), and as the checker does by default.
 
 
 # %%
@@ -491,29 +529,47 @@ y = (rng.random((1, size, size, 1)) < 0.6).astype(np.float64)
 print(tiny)
 print("pre-activations exactly 0, per conv:", exact_zeros(tiny, x))
 t0 = time.perf_counter()
-report = gradcheck(ModelWithLoss(tiny, BinaryCrossentropy(), y), x, raise_exception=False)
-print(f"elementwise check ({time.perf_counter() - t0:.1f} s): passed = {report.passed}")
-for c in report.checks:
+checked = ModelWithLoss(tiny, BinaryCrossentropy(), y)
+strict = gradcheck(checked, x, allow_kinks=False, raise_exception=False)
+print(f"counting every failure ({time.perf_counter() - t0:.1f} s): passed = {strict.passed}")
+for c in strict.checks:
     if not c.passed:
+        f = c.failures[0]
         print(
-            f"  FAIL {c.name:16s} element {c.worst_index}: numerical {c.numerical:.6f}, "
-            f"analytic {c.analytic:.6f}"
+            f"  FAIL {c.name:16s} element {f.index}: numerical {f.numerical:.6f}, "
+            f"analytic {f.analytic:.6f}"
         )
-flagged = [c.name.strip("'") for c in report.checks if not c.passed]
+        print(f"       {f.label}")
+report = gradcheck(checked, x, raise_exception=False)
+print(f"by default: passed = {report.passed}")
+for note in report.notes:
+    print("  note:", note)
+flagged = [c.name.strip("'") for c in strict.checks if not c.passed]
 assert exact_zeros(tiny, x), "a fresh UNet with zero biases has pre-activations of exactly 0"
-assert flagged and all(name.endswith("/bias") for name in flagged), "only biases fail here"
+assert flagged and all(name.endswith("/bias") for name in flagged), "only biases fail the rule"
+assert all(f.kink for c in strict.checks for f in c.failures), "every failure is a kink"
+assert report.passed, "kinks are labelled and not counted: the check passes"
 
 # %% [markdown]
-# It does not pass, and the failures are all in biases. A bias's gradient sums over every
-# pixel of its channel,
-# so it collects every kink in that channel. The backward is not wrong. At a pre-activation
-# of exactly 0, nudging the bias up switches the unit on and nudging it down leaves it off,
-# so the numerical slope is half of what the switched-on unit contributes, while the
-# analytic one counts nothing.
+# Counting every failure, it does not pass, and the failures are all in biases. A bias's
+# gradient sums over every pixel of its channel, so it collects every kink in that channel.
+# The backward is not wrong. At a pre-activation of exactly 0, nudging the bias up switches
+# the unit on and nudging it down leaves it off, so the numerical slope is half of what the
+# switched-on unit contributes, while the analytic one counts nothing.
 #
-# The remedy is to keep the check away from the kinks: give every bias a small random
-# value. A window of zeros then gives the bias, not 0, and no pre-activation sits on a
-# kink. The tests do exactly this (`nudge_biases` in `tests/conftest.py`):
+# The checker tells this from a bug. For each failing element it measures the slope from
+# the right and from the left, at `eps` and at `eps / 10`. Where the function is smooth the
+# two agree, up to a gap that shrinks tenfold with the step: a failure there is a
+# *mismatch*, a bug. At a kink the gap stays whatever the step: the failure is a *kink*, and
+# the label says which slope the backward took (here the left one: Keras's rule counts a
+# unit at exactly 0 as off). Kinks are not
+# counted, and a note says how many were skipped. The rule has limits: a wrong value *at* a
+# kink is not seen there (a bug shows where the function is smooth, which is almost
+# everywhere), and a function bending sharply within `eps / 10` would pass for a kink.
+#
+# A check can also keep away from the kinks: give every bias a small random value. A
+# window of zeros then gives the bias, not 0, and no pre-activation sits on a kink. The
+# tests do this too (`nudge_biases` in `tests/conftest.py`):
 
 
 # %%
@@ -529,6 +585,7 @@ print("pre-activations exactly 0 after nudging:", exact_zeros(tiny, x) or "none"
 report = gradcheck(ModelWithLoss(tiny, BinaryCrossentropy(), y), x, raise_exception=False)
 print(f"passed = {report.passed}, worst relative error {report.max_rel_error:.1e}")
 assert not exact_zeros(tiny, x) and report.passed, "off the kinks, the whole UNet passes"
+assert not any(c.failing for c in report.checks), "and nothing fails the rule at all"
 
 # %% [markdown]
 # Does the kink matter for training? No. An exact 0 is an event of probability zero once the
@@ -567,24 +624,27 @@ assert np.allclose(numerical, [[0, 0.5], [0, 0.5]], atol=1e-9), "finite differen
 # averages the two.
 
 # %% [markdown]
-# The checker flags this as an error, because it is one in the sense that matters here:
-# the two gradients disagree. Inputs with many repeated values, such as small integers,
-# make ties likely:
+# Counting every failure (`allow_kinks=False`), the checker flags this as an error: the
+# two gradients disagree. By default it labels it a kink. Inputs with many repeated values,
+# such as small integers, make ties likely:
 
 # %%
 ties = np.random.default_rng(3).integers(0, 3, (1, 4, 4, 2)).astype(np.float64)
 print("channel 0 of the input:\n", ties[0, :, :, 0])
 try:
-    gradcheck(pool, ties)
+    gradcheck(pool, ties, allow_kinks=False)
 except GradcheckError as err:
     print("\nGradcheckError:", str(err).splitlines()[0])
     tie = err.report.checks[0]
 else:
-    raise AssertionError("ties must fail the check")
+    raise AssertionError("ties must fail the rule")
 _, i, j, channel = tie.worst_index
 assert channel == 0 and i >= 2 and j >= 2, "the worst element: channel 0, bottom-right window"
 assert np.array_equal(ties[0, 2:, 2:, 0], window[0, :, :, 0]), "the window worked by hand"
 assert tie.analytic == 0 and tie.numerical > 0, "a numerical value where the analytic one is 0"
+labelled = gradcheck(pool, ties)
+print("\nby default:", labelled.notes[0])
+assert labelled.passed and labelled.checks[0].kinks == tie.failing, "every tie: a kink"
 
 smooth = np.random.default_rng(3).standard_normal((1, 4, 4, 2))
 print("\nthe same check with continuous random input:")
@@ -594,7 +654,8 @@ assert report.passed, "continuous random inputs: no ties, the check passes"
 
 # %% [markdown]
 # A numerical value half the size of the analytic one, or a numerical value where the
-# analytic one is 0, is the signature of a tie. Here it is the bottom-right window of
+# analytic one is 0, is the signature of a tie, and the one-sided slopes (0 and 1) confirm
+# it. Here it is the bottom-right window of
 # channel 0, the very window worked by hand above. With continuous random inputs a tie
 # has probability zero, which is why the checks use `standard_normal` inputs.
 #
@@ -761,6 +822,48 @@ print(report)
 assert report.passed, "the template layer passes"
 
 # %% [markdown]
+# ### A plain function
+#
+# Not everything is a layer. A function of arrays with its vector-Jacobian product (the
+# backward: given the upstream gradient of each output, the gradient of each input) is
+# checked with `gradcheck(f, inputs, vjp=vjp)`. The inputs are a tuple of positional
+# arguments, and a function with several outputs gets one upstream gradient per output.
+# Here: the soft-thresholded magnitude of a 2-D vector field, and its mean direction,
+# two outputs of different shapes. The same command line checks a layer in your own file:
+# `numpy-unet gradcheck mylayers.py:MyLayer --shape 2,8,8,3` (`--plot where.png` saves the
+# map above).
+
+
+# %%
+def field_stats(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sqrt(u^2 + v^2 + 1) - 1 per pixel, the mean of u / (1 + v^2) per image)."""
+    return np.sqrt(u**2 + v**2 + 1) - 1, np.mean(u / (1 + v**2), axis=(1, 2))
+
+
+def field_stats_vjp(dys: tuple, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d_mag, d_mean = dys  # (N, H, W), (N,)
+    r = np.sqrt(u**2 + v**2 + 1)
+    per_pixel = d_mean[:, None, None] / (u[0].size)  # the mean spreads its gradient evenly
+    du = d_mag * u / r + per_pixel / (1 + v**2)
+    dv = d_mag * v / r - per_pixel * u * 2 * v / (1 + v**2) ** 2
+    return du, dv
+
+
+u, v = np.random.default_rng(6).standard_normal((2, 2, 4, 5))
+report = gradcheck(field_stats, (u, v), vjp=field_stats_vjp)
+print(report)
+assert report.passed and [c.name for c in report.checks] == ["input 0", "input 1"]
+wrong = gradcheck(
+    field_stats,
+    (u, v),
+    raise_exception=False,
+    vjp=lambda d, a, b: (field_stats_vjp(d, a, b)[0], -field_stats_vjp(d, a, b)[1]),
+)
+assert wrong.check("input 0").passed and not wrong.check("input 1").passed, (
+    "a sign error in dv fails input 1 only"
+)
+
+# %% [markdown]
 # ## Summary
 #
 # - `gradcheck(layer, x)` compares `backward` with central differences of
@@ -769,8 +872,11 @@ assert report.passed, "the template layer passes"
 # - A correct gradient agrees to `1e-10` to `1e-6`; a bug usually shows up as `1e-2` or
 #   worse, and the error message names the tensor, the element and both values.
 # - Float32 cannot do this: at `eps = 1e-6` its rounding error was over 10 % here.
-# - A correct backward fails at kinks (ReLU at exactly 0, ties in max-pooling): nudge the
-#   biases, use continuous random inputs.
+# - A correct backward fails the rule at kinks (ReLU at exactly 0, ties in max-pooling):
+#   the checker labels such failures kinks from their one-sided slopes and does not count
+#   them; a bug is a mismatch, and `report.error_map()` / `report.plot()` show where it sits.
+# - Any function with a vector-Jacobian product can be checked (`vjp=`), and a layer in your
+#   own file from the command line (`numpy-unet gradcheck FILE.py:NAME --shape ...`).
 # - For a large model, `directional=True` checks each tensor along a few random
 #   directions, at two forward passes per direction; two directions caught a 1 % error.
 # - Every exercise of the course kit (`numpy-unet exercises`) is graded by the checks of

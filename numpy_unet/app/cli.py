@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
+    if args.target is not None:
+        return _gradcheck_user(args)
+    if args.shape or args.args or args.plot or args.directional:
+        raise ValueError(
+            "numpy-unet gradcheck: --shape, --args, --plot and --directional go with a "
+            "FILE.py:NAME to check"
+        )
     from ..teach.selfcheck import builtin_checks
 
     rows = [("layer / loss", "case: tensor", "values", "against", "max rel err", "result")]
@@ -53,6 +60,47 @@ def _gradcheck(args: argparse.Namespace) -> int:
         return 1
     print("All gradients agree.")
     return 0
+
+
+def _gradcheck_user(args: argparse.Namespace) -> int:
+    """``numpy-unet gradcheck FILE.py:NAME --shape ...``: a user's layer, built and checked."""
+    from ..gradcheck import away_from_kinks, gradcheck
+    from ..gradcheck.load import load_target
+
+    if not args.shape:
+        raise ValueError("numpy-unet gradcheck: give the input's shape, e.g. --shape 2,8,8,3")
+    layer_class = load_target(args.target)
+    kwargs = json.loads(args.args) if args.args else {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"numpy-unet gradcheck: --args must be a JSON object, got {args.args}")
+    layer = layer_class(**kwargs)
+    rng = np.random.default_rng(args.seed)
+    xs = [away_from_kinks(rng.standard_normal(shape)) for shape in args.shape]
+    report = gradcheck(
+        layer,
+        xs if len(xs) > 1 else xs[0],
+        training=args.training,
+        directional=args.directional is not None,
+        n_directions=args.directional or 8,
+        seed=args.seed,
+        raise_exception=False,
+    )
+    print(report)
+    if args.plot:
+        report.plot(args.plot)
+        print(f"wrote {args.plot}: where |numerical - analytic| sits")
+    print("passed" if report.passed else "FAILED: a gradient disagrees with finite differences")
+    return 0 if report.passed else 1
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is numbers with commas, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"a shape's sizes must be >= 1, got {text!r}")
+    return shape
 
 
 # each recipe's defaults, for the train options left out on the command line
@@ -803,11 +851,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="a new (or empty) folder; gets SOLUTIONS.md")
     p.set_defaults(func=_solutions)
 
-    p = sub.add_parser("gradcheck", help="gradient-check every built-in layer and loss")
-    p.add_argument("--unet", action="store_true", help="also check a small UNet end to end")
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="also print why each failing check failed"
+    p = sub.add_parser(
+        "gradcheck",
+        help="gradient-check every built-in layer and loss, or a layer of yours",
+        description="Without FILE.py:NAME: every built-in layer and loss. With it: builds "
+        "NAME from your file (with --args as keyword arguments), feeds it random float64 "
+        "inputs of --shape, and checks its backward against finite differences; failures "
+        "at kinks (ReLU at 0, ties) are labelled and not counted.",
     )
+    p.add_argument("target", nargs="?", help="FILE.py:NAME, a layer class in your file")
+    p.add_argument(
+        "--shape",
+        type=_shape,
+        action="append",
+        help="the input's shape, e.g. 2,8,8,3 (repeat for a layer with several inputs)",
+    )
+    p.add_argument("--args", help="the layer's keyword arguments, as a JSON object")
+    p.add_argument("--directional", type=int, help="check N random directions per tensor")
+    p.add_argument("--plot", help="save a heat map of where the error sits (PNG)")
+    p.add_argument("--training", action="store_true", help="call forward with training=True")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs and dy (0)")
+    p.add_argument("--unet", action="store_true", help="also check a small UNet end to end")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print why each check failed")
     p.set_defaults(func=_gradcheck)
     return parser
 

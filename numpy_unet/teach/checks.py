@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..gradcheck import _generators, _numerical_gradient, away_from_kinks, compare
+from ..gradcheck import _generators, away_from_kinks, compare, numerical_gradient
 from .runner import CLASSES, construct, forward, input_names, inputs_of, perform
 
 TOLERANCES = {"differences": (1e-5, 1e-3), "rule": (1e-12, 1e-9), "reference": (1e-12, 1e-9)}
@@ -160,16 +160,15 @@ def by_differences(trial: dict, reference: SimpleNamespace, eps: float = 1e-6) -
     generators = _generators(subject)
     states = [g.bit_generator.state for g in generators]
 
-    def run() -> np.ndarray:
+    def run() -> tuple[np.ndarray]:
         for g, s in zip(generators, states):
             g.bit_generator.state = s
-        return np.array(forward(subject, trial, xs, reference)[0], dtype=float, copy=True)
+        return (np.array(forward(subject, trial, xs, reference)[0], dtype=float, copy=True),)
 
-    dy = np.asarray(1.0 if trial["kind"] == "loss" else trial["dy"], dtype=float)
-    found = {n: _numerical_gradient(x, run, dy, eps) for n, x in zip(input_names(trial), xs)}
-    for key in trial.get("params", {}):
-        found[f"'{key}'"] = _numerical_gradient(subject.params[key], run, dy, eps)
-    return found
+    dys = (np.asarray(1.0 if trial["kind"] == "loss" else trial["dy"], dtype=float),)
+    tensors = dict(zip(input_names(trial), xs))
+    tensors |= {f"'{key}'": subject.params[key] for key in trial.get("params", {})}
+    return {name: numerical_gradient(a, run, dys, eps)[0] for name, a in tensors.items()}
 
 
 def judge(case: str, against: str, labels: dict, expected: dict, given: dict) -> list[Item]:
