@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -195,8 +196,15 @@ def test_a_written_h5_has_the_layout_keras_writes(tmp_path, keras_run):
         # all attributes are Keras's. Different by design: the values of backend ('numpy', not
         # 'torch') and keras_version ('numpy-unet', not '3.15.1') say who wrote the file;
         # Keras reads them and converts nothing for them (only for Theano or Keras 1 files).
+        # One attribute more: numpy_unet_config, the UNet's own configuration, which Keras
+        # ignores and this package reads back (a file it wrote needs no architecture check).
         assert (ours.attrs["backend"], ours.attrs["keras_version"]) == ("numpy", "numpy-unet")
-        assert layout(ours) == layout(theirs)
+        assert json.loads(ours.attrs["numpy_unet_config"]) == json.loads(
+            json.dumps(model.get_config())
+        )
+        mine = layout(ours)
+        mine[0] = ("/", [a for a in mine[0][1] if a[0] != "numpy_unet_config"])
+        assert mine == layout(theirs)
         for name in theirs.attrs["layer_names"]:
             for weight in theirs[name].attrs["weight_names"]:
                 np.testing.assert_array_equal(ours[name][weight][()], theirs[name][weight][()])
@@ -348,3 +356,51 @@ def test_the_package_imports_and_saves_npz_without_h5py(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# -- a Keras file of another network ---------------------------------------------------------
+OTHER = Path(__file__).parent / "data" / "keras-other-networks"  # see its script's docstring
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        (
+            "bilinear",
+            r"layer up_sampling2d\w* \(UpSampling2D\) has interpolation 'bilinear', "
+            r"where this UNet has 'nearest'",
+        ),
+        (
+            "swapped",
+            r"layer concatenate\w* \(Concatenate\) takes \(conv2d_\d+, dropout\w*\), "
+            r"where this UNet's takes \(dropout\w*, conv2d_\d+\)",
+        ),
+        ("average", r"layer average_pooling2d is an AveragePooling2D"),
+        ("elu", r"layer conv2d_\d+ has activation 'elu' where the seed's UNet has 'relu'"),
+    ],
+)
+def test_a_keras_file_of_another_network_is_refused_naming_the_layer(network, message, suffix):
+    with pytest.raises(ValueError, match=message):
+        UNet.from_keras(OTHER / f"{network}{suffix}")
+
+
+def test_a_weights_only_file_warns_unless_a_config_verifies_it(tmp_path):
+    with pytest.warns(UserWarning, match="its architecture .* cannot be verified"):
+        UNet.from_keras(OTHER / "bilinear.weights.h5")  # silently the wrong network, said
+    with pytest.raises(ValueError, match=r"\(the config given\): its layer up_sampling2d"):
+        UNet.from_keras(OTHER / "bilinear.weights.h5", config=OTHER / "bilinear.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: no warning
+        model = UNet.from_keras(OTHER / "seed.weights.h5", config=OTHER / "seed.json")
+        text = (OTHER / "seed.json").read_text()
+        assert UNet.from_keras(OTHER / "seed.weights.h5", config=text).get_config() == (
+            model.get_config()
+        )
+        again = load_model(model.save_weights(tmp_path / "ours.h5"))  # our own .h5: known
+        for a, b in zip(model.get_weights(), again.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        for name in ("seed_unet_f4.keras", "seed_unet_f4.h5"):  # a config, and it agrees
+            UNet.from_keras(DATA / name)
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        UNet.from_keras(OTHER / "seed.weights.h5", config=tmp_path / "none.json")

@@ -21,6 +21,11 @@ it, and with it the names are rebuilt as Keras builds them (:func:`keras_names`)
 
 Reading gives the arrays in ``model.get_weights()`` order (kernel then bias, conv after conv)
 and the configuration of the seed-style UNet their shapes describe (:func:`infer_config`).
+Shapes alone do not pin the network down: bilinear up-sampling, average pooling, another
+activation or a skip concatenated the other way round change the numbers but no shape. So a
+file that records its model (a ``.keras`` config.json, a legacy ``.h5``'s ``model_config``)
+is compared with the UNet built, layer by layer (:func:`verify_layers`); a weights-only file
+cannot be, and says so.
 Writing produces the legacy layout, which Keras 2 and Keras 3 both load with
 ``model.load_weights("x.h5")``, by layer order, whatever the layers are called.
 h5py is an optional extra (``pip install "numpy-unet[keras]"``), imported when first needed.
@@ -47,6 +52,7 @@ WEIGHTLESS = {"InputLayer", "MaxPooling2D", "Dropout", "UpSampling2D", "Concaten
 # what the written file says of its origin; Keras reads both attributes and uses neither
 # beyond converting kernels written by Theano (backend) or by Keras 1 (keras_version '1')
 BACKEND, WRITTEN_BY = "numpy", "numpy-unet"
+OWN_CONFIG = "numpy_unet_config"
 
 
 class NotUNetError(ValueError):
@@ -344,8 +350,191 @@ def check_seed_layers(layers: list[dict], classes: int) -> tuple[tuple, float]:
                         f"its layer {name} has {key} {found!r} where the seed's UNet has {seed!r}"
                     )
         elif kind not in WEIGHTLESS:
-            raise NotUNetError(f"its layer {name} is a {kind}, which the seed's UNet has not")
+            article = "an" if kind[0] in "AEIOU" else "a"
+            raise NotUNetError(
+                f"its layer {name} is {article} {kind}, which the seed's UNet has not"
+            )
     return input_shape or (None, None, None), rates[0] if rates else 0.0
+
+
+# -- the file's network against the one built ---------------------------------------------
+def keras_layers(path: str | os.PathLike, where: str) -> list[dict] | None:
+    """The layers a Keras file's model config lists (``.keras``'s config.json, a legacy
+    ``.h5``'s ``model_config``), or None for a file without one (``.weights.h5``, Keras 2's
+    ``save_weights``); an empty list for an ``.h5`` this package wrote (it holds this UNet's
+    own configuration). Reads no weights."""
+    path = Path(path)
+    try:
+        if not is_hdf5(path):
+            with zipfile.ZipFile(path) as z:
+                if "config.json" not in z.namelist():
+                    return None
+                return config_layers(json.loads(z.read("config.json")))
+        h5py = h5py_or_error(path, where)
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+            if config is None and OWN_CONFIG in f.attrs:
+                return []  # written by this package (write_legacy_h5): nothing to verify
+        return None if config is None else config_layers(json.loads(config))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{where}: {path}: its model config is unreadable: {err}") from None
+
+
+def layers_of_json(config: object, where: str) -> list[dict]:
+    """The layers of a Keras model config given as ``model.to_json()``'s text, a path to a
+    file holding it, or the parsed dict."""
+    if isinstance(config, (str, os.PathLike)) and not str(config).lstrip().startswith("{"):
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: no config file {path}")
+        config = path.read_text()
+    try:
+        parsed = json.loads(config) if isinstance(config, str) else config
+        return config_layers(parsed)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: the config is not a Keras model config: {err}") from None
+
+
+def inbound_names(layer: dict) -> list[str]:
+    """The layers feeding ``layer``, in order: Keras 3 records them as ``keras_history`` of
+    the tensors in ``inbound_nodes[0]["args"]``, Keras 2 as ``[[name, node, tensor, {}]]``."""
+    nodes = layer.get("inbound_nodes") or []
+    if len(nodes) > 1:
+        raise NotUNetError(f"its layer {layer_name(layer)} is called {len(nodes)} times")
+    if not nodes:
+        return []
+    node = nodes[0]
+    if not isinstance(node, dict):  # Keras 2
+        return [str(entry[0]) for entry in node]
+    found: list[str] = []
+
+    def walk(o: object) -> None:
+        if isinstance(o, dict):
+            if o.get("class_name") == "__keras_tensor__":
+                found.append(str(o["config"]["keras_history"][0]))
+                return
+            for value in o.values():
+                walk(value)
+        elif isinstance(o, list):
+            for value in o:
+                walk(value)
+
+    walk(node.get("args", []))
+    walk(node.get("kwargs", {}))
+    return found
+
+
+def layer_name(layer: dict) -> str:
+    c = layer.get("config")
+    return str((c if isinstance(c, dict) else {}).get("name", layer.get("name", "?")))
+
+
+# what each kind of layer must say, given the layer of the UNet at its place; absent keys
+# take Keras's defaults (Keras 2's configs lack groups and, before 2.2.3, interpolation)
+KERAS_DEFAULTS = {
+    "groups": 1,
+    "interpolation": "nearest",
+    "data_format": "channels_last",
+    "dilation_rate": [1, 1],
+    "strides": [1, 1],
+    "noise_shape": None,
+    "use_bias": True,
+    "activation": "linear",
+    "padding": "valid",
+    "axis": -1,
+}
+
+
+def expected_settings(layer: object) -> dict:
+    """The Keras settings that change the numbers, as this package's ``layer`` has them."""
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        return {
+            "filters": layer.filters,
+            "kernel_size": list(layer.kernel_size),
+            "strides": [1, 1],
+            "padding": layer.padding,
+            "dilation_rate": [1, 1],
+            "groups": 1,
+            "activation": layer.activation_name or "linear",
+            "use_bias": True,
+            "data_format": "channels_last",
+        }
+    if kind == "MaxPooling2D":
+        return {
+            "pool_size": list(layer.pool_size),
+            "strides": list(layer.strides),
+            "padding": layer.padding,
+            "data_format": "channels_last",
+        }
+    if kind == "UpSampling2D":
+        return {
+            "size": list(layer.size),
+            "interpolation": layer.interpolation,
+            "data_format": "channels_last",
+        }
+    if kind == "Dropout":
+        return {"rate": layer.rate, "noise_shape": None}
+    if kind == "Concatenate":
+        return {"axis": 3}
+    return {}
+
+
+def _normal(key: str, value: object) -> object:
+    """A config value in one form: tuples as lists, axis -1 as 3 (4-D tensors), data_format
+    None as Keras's default."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if key == "axis" and value == -1:
+        return 3
+    if key == "data_format" and value is None:
+        return "channels_last"
+    return value
+
+
+def verify_layers(layers: list[dict], model: object) -> None:
+    """Refuse a Keras model that computes something else than ``model``: NotUNetError naming
+    the first layer whose class, settings (activation, interpolation, padding, strides,
+    kernel and pool sizes, dropout rate, axis) or inputs differ, with both values."""
+    rows = model.rows  # the UNet's layers in Keras's order, the input first, with inputs
+    ours = {layer.name: layer for layer in model.layers}
+    names = [layer_name(layer) for layer in layers]
+    if len(layers) != len(rows):
+        kinds = [layer["class_name"] for layer in layers]
+        k = next((k for k, (a, b) in enumerate(zip(kinds, rows)) if a != b.kind), None)
+        where = "" if k is None else f"; the first that differs is {names[k]}, a {kinds[k]}"
+        raise NotUNetError(f"it has {len(layers)} layers where this UNet has {len(rows)}{where}")
+    position = {name: k for k, name in enumerate(names)}
+    our_position = {row.name: k for k, row in enumerate(rows)}
+    for layer, name, row in zip(layers, names, rows):
+        kind = layer["class_name"]
+        if kind != row.kind:
+            raise NotUNetError(
+                f"its layer {name} is a {kind}, where this UNet has a {row.kind} ({row.name})"
+            )
+        config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        settings = expected_settings(ours.get(row.name))
+        if settings.get("kernel_size") == [1, 1]:  # a 1x1 conv pads nothing: any padding
+            settings.pop("padding")
+        for key, wanted in settings.items():
+            pooling_strides = kind == "MaxPooling2D" and key == "strides"
+            default = config.get("pool_size") if pooling_strides else KERAS_DEFAULTS.get(key)
+            found = config.get(key, default)
+            found = _normal(key, default if found is None and pooling_strides else found)
+            if found != _normal(key, wanted):
+                raise NotUNetError(
+                    f"its layer {name} ({kind}) has {key} {found!r}, where this UNet has {wanted!r}"
+                )
+        inputs = inbound_names(layer)
+        unknown = [n for n in inputs if n not in position]
+        if unknown:
+            raise NotUNetError(f"its layer {name} takes {unknown[0]}, which it does not list")
+        wanted = [names[our_position[n]] for n in row.inbound]
+        if [position[n] for n in inputs] != [our_position[n] for n in row.inbound]:
+            raise NotUNetError(
+                f"its layer {name} ({kind}) takes ({', '.join(inputs)}), where "
+                f"this UNet's takes ({', '.join(wanted)})"
+            )
 
 
 def config_from_weights(arrays: list[np.ndarray], path: object, where: str) -> dict:
@@ -378,6 +567,9 @@ def write_legacy_h5(model: object, path: Path, where: str = "UNet.save_weights")
             f.attrs["layer_names"] = [name.encode() for name in names]
             f.attrs["backend"] = BACKEND.encode()
             f.attrs["keras_version"] = WRITTEN_BY.encode()
+            # the UNet's own configuration: Keras ignores it, this package reads it back to
+            # know the file holds this network (a Keras weights file records no network)
+            f.attrs[OWN_CONFIG] = json.dumps(model.get_config()).encode()
             for name, layer in zip(names, layers):
                 params = {} if layer is None else layer.params  # kernel, then bias
                 group = f.create_group(name)

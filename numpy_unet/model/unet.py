@@ -9,8 +9,10 @@ gradient coming up from the pooling below it. There is no graph engine in betwee
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -269,7 +271,7 @@ class UNet(SpeedSwitch):
         return cls(**(defaults | options))
 
     @classmethod
-    def from_keras(cls, path: str | os.PathLike) -> UNet:
+    def from_keras(cls, path: str | os.PathLike, config: object = None) -> UNet:
         """The UNet a Keras file describes, with its weights: the seed's ``unet_membrane.hdf5``.
 
         ``path``: Keras's legacy ``.h5``/``.hdf5`` (``model.save``, ``ModelCheckpoint``,
@@ -278,8 +280,17 @@ class UNet(SpeedSwitch):
         seed-style UNet (padding 'same', UpSampling2D) whose weights have the file's shapes;
         the input shape is the one the file records, else (256, 256, C). Needs h5py for the
         HDF5 and .keras files: ``pip install "numpy-unet[keras]"``.
+
+        A file that records its model (``.keras``, ``model.save("x.h5")``) is compared with
+        the UNet built, layer by layer: class, the settings that change the numbers
+        (activation, interpolation, padding, strides, kernel and pool sizes, dropout rate,
+        axis) and the inputs of each; a difference is refused, naming the layer and both
+        values. A file without one (``.weights.h5``, Keras 2's ``save_weights``, a
+        ``get_weights()`` export) loads with a warning that its architecture is unverified,
+        unless ``config`` gives Keras's ``model.to_json()`` (its text, a path to a file
+        holding it, or the parsed dict) to verify it against.
         """
-        return _model_from_file(path, "UNet.from_keras")
+        return _model_from_file(path, "UNet.from_keras", config)
 
     # -- the network -------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -673,7 +684,7 @@ def load_model(path: str | os.PathLike) -> UNet:
     return _model_from_file(path, "load_model")
 
 
-def _model_from_file(path: str | os.PathLike, where: str) -> UNet:
+def _model_from_file(path: str | os.PathLike, where: str, keras_config: object = None) -> UNet:
     config, arrays = _weights.read_model(path, where)
     expected = expected_shapes(config, path)
     found = [a.shape for a in arrays]
@@ -686,12 +697,42 @@ def _model_from_file(path: str | os.PathLike, where: str) -> UNet:
         )
         raise ValueError(f"{where}: {path} does not match its own configuration: {detail}")
     model = UNet(**config)
+    _verify_architecture(model, path, where, keras_config)
     try:
         model.set_weights(arrays)
     except ValueError as err:  # NaN or inf in the file: name it
         reason = str(err).removeprefix("UNet.set_weights: ")
         raise ValueError(f"{where}: {path}: {reason}") from None
     return model
+
+
+def _verify_architecture(model: UNet, path: object, where: str, keras_config: object) -> None:
+    """Compare a Keras file's network (or the given config's) with ``model``; warn when the
+    file holds only weights and nothing says what network they belong to."""
+    from . import keras_files
+
+    keras_file = keras_files.is_keras_file(Path(path))
+    layers = keras_files.keras_layers(path, where) if keras_file else None
+    given = keras_files.layers_of_json(keras_config, where) if keras_config is not None else None
+    for source, found in (("its model config", layers), ("the config given", given)):
+        if not found:  # none, or this package's own .h5
+            continue
+        try:
+            keras_files.verify_layers(found, model)
+        except keras_files.NotUNetError as err:
+            raise ValueError(
+                f"{where}: {path} is not the seed-style UNet its weights describe ({source}): {err}"
+            ) from None
+    if layers is None and given is None and (keras_file or Path(path).suffix == ".npz"):
+        if keras_file or not _weights.records_config(path):
+            warnings.warn(
+                f"{where}: {path} holds weights but no model config, so its architecture "
+                "(pooling, up-sampling interpolation, activations, the order of each skip's "
+                "concatenation) cannot be verified: it loads as the seed's UNet. Pass "
+                "config=... (Keras's model.to_json()) to check it.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def expected_shapes(config: dict, path: object = "") -> list[tuple]:

@@ -141,6 +141,13 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     return config, arrays
 
 
+def records_config(path: str | os.PathLike) -> bool:
+    """Whether an ``.npz`` weights file holds its configuration (``save_weights`` writes
+    one; an ``np.savez`` export of ``get_weights()`` does not). Reads no array."""
+    with np.load(path, allow_pickle=False) as data:
+        return "config" in data.files
+
+
 def read_model(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
     """(config, arrays) of any weights file; a config-less export of ``get_weights()`` gets
     the configuration of the seed-style UNet its shapes describe."""
