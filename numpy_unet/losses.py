@@ -71,6 +71,21 @@ class BinaryCrossentropy(Loss):
 
     Backward: ``dL/dy_pred = (p - y) / (p (1 - p)) / M`` where y_pred lies inside the clip
     range, and 0 where the clip holds it at eps or 1 - eps (the clip is flat there).
+
+    Which Keras computes this: Keras 3 on the torch or JAX backend, and the Keras 2 of the
+    seed's time (2.0 to 2.2 on TensorFlow) on the model's sigmoid output, which they take
+    as probabilities. There a pixel saturated on the wrong side costs the capped value and
+    gets no gradient. Keras on TensorFlow (tf.keras 2.4 and later, Keras 3 on TensorFlow)
+    recovers the logits z from a sigmoid layer's output, in the graph that ``fit`` compiles,
+    and computes ``sigmoid_cross_entropy_with_logits``. It never clips: a pixel with z = 40
+    and y = 0 costs 40 and still gets the gradient ``dL/dz = (p - y) / M``. On a tensor
+    that does not come from a sigmoid, tf.keras clips and also adds eps inside each log,
+    ``log(p + eps)``, which caps a pixel at 15.42 (y = 1) or 15.33 (y = 0) in float32.
+
+    The cap in float32 and float64: ``-log(1e-7) = 16.12`` in float64, at both ends. In
+    float32, Keras's dtype and the layers' default, ``1 - 1e-7`` rounds to
+    ``1 - 1.19e-7``, so a saturated pixel costs 15.94 when y = 0 and 16.12 when y = 1, here
+    (on float32 input) as in Keras.
     """
 
     def __init__(self, epsilon: float = 1e-7) -> None:
@@ -132,25 +147,60 @@ class DiceLoss(Loss):
 class CategoricalCrossentropy(Loss):
     """Pixel-wise cross-entropy on softmax outputs, optionally weighted per pixel.
 
-    This is the paper's loss: ``E = sum_x w(x) log p_{l(x)}(x)`` with a weight map ``w``.
+    The paper's loss, its equation (1), is printed there as
+    ``E = sum_x w(x) log p_{l(x)}(x)``, with a weight map ``w`` and no minus sign: as
+    printed, E is a weighted log-likelihood, which training must make larger. The loss
+    minimised is its negative, ``-E``, which this class computes, averaged over the pixels.
 
-    Shapes: y_pred (N, H, W, K) probabilities summing to 1 over K; y_true either one-hot
+    Shapes: y_pred (N, H, W, K) probabilities, one softmax per pixel; y_true either one-hot
     (N, H, W, K) or integer class labels (N, H, W); weight_map (N, H, W), optional,
     non-negative. The loss is averaged over the P = N*H*W pixels, as Keras averages a
     per-pixel loss with sample weights.
 
-    Forward, with p = clip(y_pred, eps, 1 - eps)::
+    Forward, as Keras's ``categorical_crossentropy`` on probabilities (the Keras 2.0 to 2.2
+    of the seed's time, and Keras 3 on torch or JAX; Keras on TensorFlow, tf.keras 2.4 and
+    later and Keras 3, takes the logits of a softmax layer's output instead, as for the
+    sigmoid in :class:`BinaryCrossentropy`): each pixel's predictions are first divided by
+    their sum ``s = sum_k y_pred_k``, so that a softmax output whose sum rounding has
+    moved off 1 still gives probabilities, then clipped::
 
+        q = y_pred / s,    p = clip(q, eps, 1 - eps)
         L = -(1/P) sum_{pixels} w * sum_k y_k log p_k
 
-    Backward: ``dL/dy_pred_k = -w y_k / (P p_k)`` inside the clip range, 0 outside.
+    Backward, with ``g_k = dL/dq_k = -w y_k / (P p_k)`` inside the clip range and 0 outside,
+    and the Jacobian of the renormalisation, ``dq_j / dy_pred_k = (delta_jk - q_j) / s``::
+
+        dL/dy_pred_k = (g_k - sum_j g_j q_j) / s
+
+    The second term is the renormalisation's: L does not change when all of a pixel's
+    predictions are scaled by the same factor, so ``sum_k y_pred_k dL/dy_pred_k = 0``.
+    Through a softmax the term cancels, and the gradient with respect to the logits is
+    still ``w (p - y) / P``.
+
+    Parameters
+    ----------
+    epsilon : float
+        The clip, Keras's ``backend.epsilon()`` (1e-7).
+    sum_tolerance : float
+        How far from 1 a pixel's sum may lie. Keras renormalises any sum; this class does
+        so only within the tolerance and refuses predictions further off, because those
+        are not a softmax output (a sigmoid per channel, say), whatever the rounding. The
+        default, 0.1, is far wider than any float32 or float16 rounding of a softmax.
+        ``np.inf`` accepts every sum, as Keras does. Negative, NaN or infinite values, values
+        above 1 and pixels whose predictions are all 0 are refused in any case.
     """
 
-    def __init__(self, epsilon: float = 1e-7) -> None:
+    def __init__(self, epsilon: float = 1e-7, sum_tolerance: float = 0.1) -> None:
         super().__init__()
         if not 0 < float(epsilon) < 0.5:  # 0 lets log(0) through; 0.5 or more clips everything
-            raise ValueError(f"BinaryCrossentropy: epsilon must lie in (0, 0.5), got {epsilon!r}")
-        self.epsilon = float(epsilon)
+            raise ValueError(
+                f"CategoricalCrossentropy: epsilon must lie in (0, 0.5), got {epsilon!r}"
+            )
+        if not float(sum_tolerance) > 0:  # NaN fails this too
+            raise ValueError(
+                f"CategoricalCrossentropy: sum_tolerance must be positive, got {sum_tolerance!r}"
+            )
+        self.epsilon, self.sum_tolerance = float(epsilon), float(sum_tolerance)
 
     def forward(
         self, y_pred: np.ndarray, y_true: np.ndarray, weight_map: np.ndarray | None = None
@@ -165,12 +215,8 @@ class CategoricalCrossentropy(Loss):
                 )
             y_true = np.eye(k, dtype=y_pred.dtype)[y_true]  # (N, H, W) -> one-hot (N, H, W, K)
         y_pred, y = self._check_pair(y_pred, y_true)
-        sums = y_pred.sum(axis=-1)
-        if sums.size and np.abs(sums - 1).max() > 1e-3:
-            raise ValueError(
-                "CategoricalCrossentropy: y_pred must sum to 1 over its last axis (a softmax "
-                f"output); sums range over [{sums.min():g}, {sums.max():g}]"
-            )
+        sums = y_pred.sum(axis=-1, keepdims=True)  # (N, H, W, 1)
+        self._check_sums(sums)
         pixels = y_pred.shape[:-1]
         if weight_map is None:
             w = np.ones(pixels, y_pred.dtype)
@@ -183,16 +229,35 @@ class CategoricalCrossentropy(Loss):
                 )
             if not np.isfinite(w).all() or (w.size and w.min() < 0):
                 raise ValueError("CategoricalCrossentropy: weight_map must be finite and >= 0")
+        q = y_pred / sums  # renormalised, as Keras: each pixel sums to 1 (N, H, W, K)
         lo, hi = self.epsilon, 1.0 - self.epsilon
-        p = np.clip(y_pred, lo, hi)
+        p = np.clip(q, lo, hi)
         n_pixels = max(w.size, 1)
         loss = -np.sum(w[..., None] * y * np.log(p)) / n_pixels
-        inside = (y_pred >= lo) & (y_pred <= hi)
-        self._cache = (p, y, w, inside, n_pixels)
+        inside = (q >= lo) & (q <= hi)
+        self._cache = (q, p, y, w, inside, sums, n_pixels)
         return float(loss)
 
+    def _check_sums(self, sums: np.ndarray) -> None:
+        """Refuse pixels that cannot be renormalised, or whose sum is too far from 1."""
+        if sums.size and sums.min() == 0:
+            raise ValueError(
+                "CategoricalCrossentropy: y_pred is 0 in every channel of some pixel, which "
+                "cannot be renormalised to probabilities"
+            )
+        if sums.size and np.abs(sums - 1).max() > self.sum_tolerance:
+            raise ValueError(
+                "CategoricalCrossentropy: y_pred must sum to 1 over its last axis (a softmax "
+                f"output); sums range over [{sums.min():g}, {sums.max():g}]. Sums within "
+                f"{self.sum_tolerance:g} of 1 are renormalised, as Keras does; further off, "
+                "the activation is probably not a softmax (sum_tolerance=np.inf accepts "
+                "any sum)"
+            )
+
     def backward(self) -> np.ndarray:
-        p, y, w, inside, n_pixels = self._require_forward()
+        q, p, y, w, inside, sums, n_pixels = self._require_forward()
         # >>> exercise cce_backward: `numpy-unet exercises` cuts out this block
-        return -w[..., None] * y / p / n_pixels * inside
+        dq = -w[..., None] * y / p / n_pixels * inside  # dL/dq (N, H, W, K)
+        # through q = y_pred / s: dq_j / dy_pred_k = (delta_jk - q_j) / s
+        return (dq - np.sum(dq * q, axis=-1, keepdims=True)) / sums
         # <<< exercise cce_backward

@@ -135,8 +135,14 @@ class Adam(Optimizer):
         alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)   (bias correction)
         p = p - alpha * m / (sqrt(v) + epsilon)
 
-    Keras adds epsilon after the bias correction of v (the "epsilon hat" of the Adam
-    paper), which is what the formula above does.
+    Keras adds epsilon to sqrt(v) *before* the bias correction, which it folds into alpha;
+    the formula above does the same. This is the "epsilon hat" form given in the Adam paper
+    just before its section 2.1, and it equals the textbook update
+    ``m_hat / (sqrt(v_hat) + eps)`` with ``eps = epsilon / sqrt(1 - beta_2^t)``. Keras 2,
+    tf.keras 2.x and Keras 3 (on every backend) all compute it this way. PyTorch's
+    ``torch.optim.Adam`` adds its epsilon *after* the correction, ``sqrt(v_hat) + eps``, so
+    the same number weighs more in Keras in the first steps: about 32 times more at t = 1
+    (``1 / sqrt(1 - 0.999)``), fading to equal as t grows.
     """
 
     def __init__(

@@ -269,13 +269,13 @@ def test_same_seed_same_batches_and_resuming_from_the_rng_state(batch):
 @pytest.mark.parametrize(
     ("options", "argument"),
     [
-        (dict(rotation_range=-1), "rotation_range"),
+        (dict(rotation_range=float("inf")), "rotation_range"),  # -1 is Keras's: accepted
         (dict(shear_range="5"), "shear_range"),
         (dict(width_shift_range=-0.1), "width_shift_range"),
         (dict(height_shift_range=[0.1, -1]), "height_shift_range"),
         (dict(height_shift_range=[]), "height_shift_range"),
-        (dict(zoom_range=1.5), "zoom_range"),
-        (dict(zoom_range=(1.2, 0.8)), "zoom_range"),
+        (dict(zoom_range=(1.2,)), "zoom_range"),  # 1.5 and (1.2, 0.8) are Keras's: accepted
+        (dict(zoom_range="0.1"), "zoom_range"),
         (dict(horizontal_flip="yes"), "horizontal_flip"),
         (dict(fill_mode="mirror"), "fill_mode"),
         (dict(cval=float("nan")), "cval"),

@@ -119,6 +119,65 @@ def test_softmax_then_weighted_ce_gradient_is_w_times_p_minus_y(rng):
     assert gradcheck(SoftmaxCE(), logits).passed
 
 
+def unnormalised_probs(rng, shape, spread=0.08):
+    """Probabilities whose per-pixel sums are off 1 by up to ``spread``, each value < 1."""
+    raw = rng.uniform(0.05, 1.0, shape)
+    scale = rng.uniform(1 - spread, 1 + spread, shape[:-1] + (1,))
+    return raw / raw.sum(axis=-1, keepdims=True) * scale
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+def test_categorical_crossentropy_renormalises_like_keras(classes, rng):
+    probs = unnormalised_probs(rng, (2, 4, 5, classes))
+    sums = probs.sum(axis=-1, keepdims=True)
+    assert np.abs(sums - 1).max() > 1e-3  # the old check refused these
+    labels = rng.integers(0, classes, (2, 4, 5))
+    w = rng.uniform(0.5, 5, (2, 4, 5))
+    loss = CategoricalCrossentropy()
+    value = loss.forward(probs, labels, weight_map=w)
+    assert value == pytest.approx(loss.forward(probs / sums, labels, weight_map=w), rel=1e-12)
+    # Keras's categorical_crossentropy on probabilities: divide by the sum, clip, -sum y log
+    keras = np.clip(probs / sums, 1e-7, 1 - 1e-7)
+    picked = np.take_along_axis(keras, labels[..., None], axis=-1)[..., 0]
+    assert value == pytest.approx(-np.mean(w * np.log(picked)), rel=1e-12)
+    # further off, refused by default and accepted with sum_tolerance=np.inf, as Keras does
+    with pytest.raises(ValueError, match=r"CategoricalCrossentropy: y_pred must sum to 1"):
+        loss.forward(0.5 * probs, labels)
+    anything = CategoricalCrossentropy(sum_tolerance=np.inf)
+    assert anything.forward(0.5 * probs, labels) == pytest.approx(
+        anything.forward(probs, labels), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_categorical_crossentropy_gradcheck_unnormalised(classes, weighted, rng):
+    probs = unnormalised_probs(rng, (2, 4, 5, classes))
+    assert probs.dtype == np.float64 and np.abs(probs.sum(axis=-1) - 1).max() > 1e-3
+    labels = rng.integers(0, classes, (2, 4, 5))
+    weights = rng.uniform(1, 10, (2, 4, 5)) if weighted else None
+    loss = CategoricalCrossentropy()
+    report = gradcheck_loss(loss, probs, labels, weight_map=weights)
+    assert report.passed and report.max_rel_error < 1e-6
+    # the loss ignores a common scale of a pixel's predictions: no gradient along y_pred
+    loss.forward(probs, labels, weight_map=weights)
+    along = np.sum(probs * loss.backward(), axis=-1)
+    np.testing.assert_allclose(along, 0.0, atol=1e-15)
+
+
+def test_categorical_crossentropy_messages_name_it(rng):
+    with pytest.raises(ValueError, match=r"^CategoricalCrossentropy: epsilon must lie"):
+        CategoricalCrossentropy(epsilon=0)
+    with pytest.raises(ValueError, match=r"^CategoricalCrossentropy: sum_tolerance"):
+        CategoricalCrossentropy(sum_tolerance=0)
+    probs = Softmax().forward(rng.standard_normal((1, 3, 3, 2)))
+    probs[0, 1, 1] = 0.0  # a pixel with nothing to renormalise
+    with pytest.raises(ValueError, match=r"^CategoricalCrossentropy: y_pred is 0 in every"):
+        CategoricalCrossentropy(sum_tolerance=np.inf).forward(probs, np.zeros((1, 3, 3), int))
+    with pytest.raises(ValueError, match=r"^CategoricalCrossentropy: y_pred must lie in"):
+        CategoricalCrossentropy().forward(-probs, np.zeros((1, 3, 3), int))
+
+
 def test_losses_refuse_bad_values(rng):
     p = rng.uniform(0.1, 0.9, (1, 4, 4, 1))
     with pytest.raises(ValueError, match=r"y_true must lie in \[0, 1\].*0/255"):

@@ -565,9 +565,11 @@ for layer in (
 # An output pixel of a 3x3 conv depends on a 3x3 patch of the input: its **receptive
 # field**. Stack a second 3x3 conv on top and each of its outputs sees 3x3 pixels of the
 # first conv's output, each of which saw 3x3 input pixels: 5x5 in all. Each further 3x3
-# conv adds 2 pixels. A 2x2 max-pooling adds 1 pixel and, more importantly, doubles the
-# **jump**, the distance in input pixels between neighbouring outputs. Every later conv
-# then adds `(k - 1) * jump` pixels instead of `k - 1`.
+# conv adds 2 pixels, as long as the convs work at full resolution. A 2x2 max-pooling with
+# stride 2 doubles the **jump**, the distance in input pixels between neighbouring outputs.
+# From then on every layer adds `(k - 1) * jump` pixels instead of `k - 1`, the poolings
+# themselves included: `pool1`, at jump 1, adds 1 pixel, but `pool2`, `pool3` and `pool4`,
+# at jumps 2, 4 and 8, add 2, 4 and 8.
 #
 #     r_out = r_in + (k - 1) * jump_in,     jump_out = jump_in * stride
 #
@@ -579,15 +581,21 @@ for layer in (
 
 # %%
 r, jump = 1, 1
+pool_adds = []  # pixels each pooling adds to the field
 print(f"{'layer':>10}  {'kernel':>6}  {'stride':>6}  {'receptive field':>15}  {'jump':>4}")
 for level in range(1, 6):
     names = [f"conv{level}_1", f"conv{level}_2"] + ([f"pool{level}"] if level < 5 else [])
     for name in names:
         k, stride = (2, 2) if name.startswith("pool") else (3, 1)
-        r, jump = r + (k - 1) * jump, jump * stride
+        added = (k - 1) * jump
+        r, jump = r + added, jump * stride
+        if name.startswith("pool"):
+            pool_adds.append(added)
         print(f"{name:>10}  {k:>6}  {stride:>6}  {f'{r}x{r}':>15}  {jump:>4}")
 print(f"conv5_2 sees {r}x{r} input pixels; ten 3x3 convs without poolings: {1 + 10 * 2}")
+print(f"pool1 to pool4 add {pool_adds} pixels, (2 - 1) * jump each")
 assert r == 140 and jump == 16, "the rule gives conv5_2 a 140x140 field with jump 16"
+assert pool_adds == [1, 2, 4, 8], "a pooling adds 1 pixel only at jump 1; then 2, 4 and 8"
 
 # %% [markdown]
 # The answer: more than 100. The bottom of the U (`conv5_2`) already sees 140x140 input
@@ -857,8 +865,8 @@ save(fig, "01_unet_receptive_field.png")
 # - `'same'` pads `k - 1` zeros per axis, the extra one *after* for even kernels (Keras's
 #   and PyTorch's rule); `'valid'` shrinks each axis by `k - 1`.
 # - Backwards: `dK = C^T G`, `db = sum G`, `dx = col2im(G W^T)`, checked by `gradcheck`.
-# - The receptive field grows by `(k - 1) * jump` per conv, and each pooling doubles the
-#   jump. The seed's UNet sees up to 220x220 pixels per output pixel.
+# - The receptive field grows by `(k - 1) * jump` per layer, poolings included, and each
+#   pooling doubles the jump. The seed's UNet sees up to 220x220 pixels per output pixel.
 #
 # Next, tutorial 02 opens the two layers that change the resolution: `MaxPooling2D` and
 # `UpSampling2D`.

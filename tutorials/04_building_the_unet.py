@@ -316,8 +316,10 @@ assert 0.85 < deepest_two < 0.9, "the two deepest levels hold almost nine tenths
 # For `conv1_2` on a 256x256 image: `256 * 256 * 3 * 3 * 64 * 64 = 2,415,919,104`, about
 # 2.42 G. The summary's column uses exactly this formula; `model.rows` holds the numbers.
 # Each multiply-add counts as two floating-point operations (FLOP). Biases, ReLUs, pooling
-# and concatenation are left out: they cost about one operation per value, thousands of
-# times less.
+# and concatenation are left out: they cost about one operation per value, while a conv
+# spends `kh * kw * Cin` multiply-adds on each of its output values. That is 576 in
+# `conv1_2` and 9,216 in `conv5_2`, about 1,400 on average over the whole network (the
+# cell prints it): the left-out operations are hundreds to thousands of times cheaper.
 
 # %%
 by_hand = 256 * 256 * 3 * 3 * 64 * 64
@@ -326,8 +328,12 @@ print(f"conv1_2 by hand: {by_hand:,}   in model.rows: {conv1_2.mult_adds:,}")
 macs = sum(row.mult_adds for row in model.rows)
 print(f"total: {macs:,} multiply-adds per 256x256 image = {macs / 1e9:.1f} G")
 print(f"       = {2 * macs / 1e9:.0f} GFLOP per forward pass (a backward pass costs about 2x)")
+conv_outputs = sum(int(np.prod(row.shape[1:])) for row in model.rows if row.mult_adds)
+per_output = macs / conv_outputs
+print(f"       = {per_output:,.0f} multiply-adds per conv output value, on average")
 assert by_hand == conv1_2.mult_adds, "the summary counts Ho*Wo*kh*kw*Cin*Cout"
 assert f"{macs / 1e9:.1f}" == "54.6", "one 256x256 image costs about 54.6 G multiply-adds"
+assert 1_300 < per_output < 1_450, "about 1,400 multiply-adds per conv output value"
 
 # %% [markdown]
 # Now the answers to the two questions of section 3. First, the multiply-adds per level,
@@ -676,9 +682,10 @@ save(fig, "04_unet_diagrams.png")
 #   the maps they meet and must be cropped: 568 -> 392 at the top, an 88-pixel border on each
 #   side. Its output, 388x388, is the centre of the 572x572 input tile.
 # - **The way up.** The seed up-samples (copies each pixel into a 2x2 block) and then applies
-#   a 2x2 conv with a ReLU. The paper uses one 2x2 transposed conv with stride 2 and no
-#   activation. Both halve the channels and hold the same number of weights
-#   (`2*2*1024*512 + 512 = 2,097,664` for `up6`).
+#   a 2x2 conv with a ReLU. The paper uses one 2x2 transposed conv with stride 2. It does
+#   not say whether an activation follows; ports of the released Caffe model put a ReLU
+#   after it, and `UNet.paper()` leaves it linear. Both halve the channels and hold the
+#   same number of weights (`2*2*1024*512 + 512 = 2,097,664` for `up6`).
 # - **The head.** The seed adds `Conv2D(2, 3, relu)` before a one-channel sigmoid; the paper
 #   goes straight to two channels with a 1x1 conv and a softmax. That is why the counts
 #   differ by 1,027: `1,154 + 3` (seed) minus `130` (paper).

@@ -8,8 +8,9 @@
 # **You will learn**
 #
 # - how the sigmoid is computed without overflow, and why it uses `exp(-|x|)`;
-# - binary cross-entropy as Keras computes it (probabilities clipped to `[1e-7, 1 - 1e-7]`),
-#   and why its gradient through the sigmoid collapses to `(p - y) / M`;
+# - binary cross-entropy as Keras computes it on probabilities (clipped to
+#   `[1e-7, 1 - 1e-7]`), which Keras versions clip and which do not, and why its gradient
+#   through the sigmoid collapses to `(p - y) / M`;
 # - the softmax over channels and the paper's weighted cross-entropy, with a weight map
 #   that makes the thin border between two touching cells count about ten times more;
 # - the Dice loss: its value, its unusual gradient, and when to prefer it;
@@ -117,11 +118,23 @@ assert 16.5 < first_one < 16.7, "float32 sigmoid is exactly 1.0 from x = 16.6 on
 # `L = -(1/M) Σ [ y log p + (1 - y) log(1 - p) ]`
 #
 # Keras first clips `p` to `[ε, 1 - ε]` with `ε = 1e-7` (`keras.backend.epsilon()`), so
-# the worst a single pixel can cost is `-log(1e-7) ≈ 16.1`, never `inf`. (PyTorch's
-# `BCELoss` clamps the log at -100 instead.) The derivative of the clip is zero outside
-# the range, so `BinaryCrossentropy.backward` returns zero there too:
+# the worst a single pixel can cost is `-log(1e-7) ≈ 16.12`, never `inf`. That figure is
+# float64, as this tutorial computes. Keras trains in float32, where `1 - 1e-7` rounds to
+# `1 - 1.19e-7`: there a pixel with `y = 0` and `p = 1` costs 15.94, and one with `y = 1`
+# and `p = 0` still 16.12 (the cell below prints both). (PyTorch's `BCELoss` clamps the
+# log at -100 instead.) The derivative of the clip is zero outside the range, so
+# `BinaryCrossentropy.backward` returns zero there too:
 #
 # `dL/dp = (p - y) / (p (1 - p)) / M` inside the clip range, `0` outside.
+#
+# **Which Keras clips.** The seed's loss is computed this way by Keras 3 on the torch or
+# JAX backend, and by the Keras 2 of the seed's time (2.0 to 2.2, on TensorFlow): both take
+# the sigmoid's output as probabilities. Keras on TensorFlow (tf.keras 2.4 and later, and
+# Keras 3 on TensorFlow) does not clip a sigmoid layer's output: in the graph that `fit`
+# compiles, it takes the logits from before the sigmoid and computes the fused loss of the
+# next subsection, which has no cap and whose gradient does not vanish at saturation. (On
+# a probability tensor that does not come from a sigmoid, tf.keras clips and also adds `ε`
+# inside each log, a cap of about 15.4.)
 #
 # Writing this backward, clip included, is exercise `bce_backward` of the course kit
 # (`numpy-unet exercises`).
@@ -186,7 +199,9 @@ for ax, y_text, what in ((ax_loss, 8, "loss"), (ax_grad, 1e-4, "dL/dp = 0")):
             ha="center",
             va="center",
         )
-ax_loss.set(ylabel="loss of one pixel", title="binary cross-entropy: flat beyond the clip (16.1)")
+ax_loss.set(
+    ylabel="loss of one pixel", title="binary cross-entropy: flat beyond the clip (16.12, float64)"
+)
 ax_grad.set_yscale("log")
 ax_grad.set(
     ylabel="gradient magnitude (log scale)",
@@ -196,6 +211,9 @@ ax_loss.legend(fontsize=8, loc="upper center")
 ax_grad.legend(fontsize=7, loc="lower center")
 save(fig, "06_bce_and_gradient.png")
 print(f"loss of a pixel clipped at p = 1e-7 with y = 1: {-np.log(eps):.2f}")
+y_wrong = np.array([1.0, 0.0])  # a certain mistake at each end: p = 0 with y = 1, p = 1 with y = 0
+caps32 = [bce.forward(np.float32([1 - y]), np.array([y])) for y in y_wrong]
+print(f"in float32 (Keras's dtype): y = 1, p = 0: {caps32[0]:.2f}; y = 0, p = 1: {caps32[1]:.2f}")
 print("Look at: the solid curves grow like 1/p (or 1/(1-p)) towards a wrong answer,")
 print("then drop to 0 in the gray bands; the dashed curves, |p - y|, never exceed 1.")
 clipped = (p_grid < eps) | (p_grid > 1 - eps)
@@ -204,9 +222,10 @@ times_p = np.abs(curves[1.0][1][inside]) * p_grid[inside]  # y = 1: |dL/dp| * p
 print(f"largest loss {max(v.max() for v, _ in curves.values()):.4f}; for y = 1, ", end="")
 print(f"|dL/dp| * p left of 1/2 lies in [{times_p.min():.6f}, {times_p.max():.6f}]")
 for values, grads in curves.values():
-    assert abs(values.max() + np.log(eps)) < 1e-6, "the loss is capped at -log(1e-7) = 16.1"
+    assert abs(values.max() + np.log(eps)) < 1e-6, "the loss is capped at -log(1e-7) = 16.12"
     assert np.all(grads[clipped] == 0), "dL/dp is 0 in the gray bands, where the clip is flat"
 assert np.allclose(times_p, 1, rtol=1e-6), "for y = 1, |dL/dp| = 1/p: it grows like 1/p"
+assert [round(c, 2) for c in caps32] == [16.12, 15.94], "float32: 16.12 for y = 1, 15.94 for y = 0"
 
 # %% [markdown]
 # ### Through the sigmoid, the gradient simplifies to `(p - y) / M`
@@ -263,20 +282,30 @@ fused = (p_sat - y_sat) / y_sat.size
 p_clip = np.clip(p_sat, eps, 1 - eps)  # Keras's clip, then the formula of section 2
 per_pixel_loss = -(y_sat * np.log(p_clip) + (1 - y_sat) * np.log(1 - p_clip))
 terms = " + ".join(f"{v:.2f}" for v in per_pixel_loss)
+p_sat32 = Sigmoid().forward(z_sat.astype(np.float32))  # Keras's dtype
+terms32 = [bce.forward(p_sat32[i : i + 1], y_sat[i : i + 1]) for i in range(3)]
+loss_sat32 = bce.forward(p_sat32, y_sat)
 print("p                       ", p_sat)
 print(f"loss                     {loss_sat:.4f}  (= ({terms}) / 3)")
+print(f"  in float32:            {loss_sat32:.4f}  (= (", end="")
+print(" + ".join(f"{v:.2f}" for v in terms32) + ") / 3)")
 print("dL/dz through the clip  ", dz_sat)
 print("(p - y) / M, fused      ", fused)
-assert abs(loss_sat - per_pixel_loss.mean()) < 1e-12, "each saturated pixel costs 16.1"
+assert abs(loss_sat - per_pixel_loss.mean()) < 1e-12, "each saturated pixel costs 16.12"
+assert [round(v, 2) for v in terms32[:2]] == [15.94, 16.12], "float32: 15.94 and 16.12"
 assert np.all(dz_sat[:2] == 0), "a saturated pixel gets no gradient through the clip"
 assert abs(dz_sat[2] - fused[2]) < 1e-15, "inside the clip: (p - y) / M, as fused"
 
 # %% [markdown]
-# Only the merely wrong pixel gets a gradient. The two saturated ones cost the capped 16.1
-# each, and their gradient is **zero**, because the clip is flat there; the fused formula
-# would have given them `(p - y) / M = ±1/M`. With He initialisation and a sensible learning
-# rate, logits stay far from ±17, so this rarely bites; but it is one reason a diverged
-# network can stay stuck.
+# Only the merely wrong pixel gets a gradient. The two saturated ones cost the capped 16.12
+# each in float64 (15.94 and 16.12 in float32, printed above), and their gradient is
+# **zero**, because the clip is flat there; the fused formula would have given them
+# `(p - y) / M = ±1/M`. With He initialisation and a sensible learning rate, logits stay
+# far from ±17, so this rarely bites; but it is one reason a diverged network can stay
+# stuck. That holds for Keras 3 on torch or JAX and for the seed's Keras 2. Keras on
+# TensorFlow (tf.keras 2.4 and later, Keras 3 on TensorFlow) computes the fused loss from the
+# logits instead: there the two saturated pixels cost 40 each (`log(1 + e^40)`) and keep
+# their gradient `±1/M`.
 
 # %% [markdown]
 # ## 3. Softmax over channels and the paper's weighted cross-entropy
@@ -336,7 +365,9 @@ assert 8 < weight[between].mean() <= 1 + w0, "the gap counts about ten times mor
 # `dL/dz_k = w · (p_k - y_k) / P`.
 #
 # The two backward passes behind it are exercises of the course kit: `cce_backward`
-# (`dL/dp_k = -w · y_k / p_k / P`, with the weight map) and `softmax_backward`
+# (`-w · y_k / p_k / P`, with the weight map, passed back through the step where Keras
+# divides each pixel's `p` by its sum; the docstring of `CategoricalCrossentropy` derives
+# it) and `softmax_backward`
 # (`dz = p · (dp - Σ_k p_k dp_k)` per pixel, the Jacobian-vector product without building
 # the Jacobian).
 #
@@ -426,10 +457,14 @@ assert gap_pull > 3 * edge_pull, "the gap pulls several times harder"
 # Two things differ from cross-entropy. The loss is a ratio over the whole batch, not a
 # mean over pixels, so a rare class weighs as much as a common one. And each pixel's
 # gradient depends on the sums over all pixels; for a binary mask it takes only two values,
-# one for the pixels with `y = 1` and one for those with `y = 0`.
+# one for the pixels with `y = 1` and one for those with `y = 0`. Written with the Dice
+# score `D = (2I + s) / (U + s)`, the formula gives
+#
+# `dL/dp = -(2 - D) / (U + s)` where `y = 1`,  `dL/dp = D / (U + s)` where `y = 0`.
 #
 # Differentiating the ratio is exercise `dice_backward` of the course kit. The cell below
-# compares `DiceLoss.backward` with the formula above, written out.
+# compares `DiceLoss.backward` with the formula above, written out, and with these two
+# values.
 
 # %%
 size = pick(128, 64)
@@ -448,9 +483,16 @@ print(f"Dice loss of a noisy guess: {value:.4f}")
 print(f"dL/dp where y = 1: {on_y1}   (pushes p up)")
 print(f"dL/dp where y = 0: {on_y0}   (pushes p down)")
 print(f"max |DiceLoss.backward() - the formula| = {np.abs(grad - by_formula).max():.1e}")
+dice = (2 * intersection + smooth) / (union + smooth)  # the Dice score, 1 - L
+scale = 1 / (union + smooth)
+print(f"Dice score D = {dice:.4f}, 1 / (U + s) = {scale:.3e}:")
+print(f"  -(2 - D) / (U + s) = {-(2 - dice) * scale:.6e},  D / (U + s) = {dice * scale:.6e}")
 assert np.allclose(grad, by_formula, rtol=1e-12, atol=0), "dL/dp as in the formula above"
 assert len(on_y1) == len(on_y0) == 1, "a binary mask: only two gradient values"
 assert on_y1[0] < 0 < on_y0[0], "negative where y = 1 (p goes up), positive where y = 0"
+assert np.isclose(on_y1[0], -(2 - dice) * scale) and np.isclose(on_y0[0], dice * scale), (
+    "dL/dp = -(2 - D) / (U + s) where y = 1 and D / (U + s) where y = 0"
+)
 
 # %% [markdown]
 # ### When to use it: class imbalance
@@ -472,13 +514,19 @@ cell_share = y_cells.mean()
 print("all-cells prediction (p = 1 - 1e-7 everywhere):")
 print(f"  pixel accuracy          {cell_share:.3f}")
 print(f"  BCE                     {bce_lazy:.3f}   (= {1 - cell_share:.3f} x {-np.log(eps):.2f})")
+bce_lazy32 = bce.forward(all_cells.astype(np.float32), y_cells)  # 1 - 1e-7 rounds in float32
+per_membrane32 = bce_lazy32 / (1 - cell_share)
+print(
+    f"    in float32            {bce_lazy32:.3f}   (= {1 - cell_share:.3f} x {per_membrane32:.2f})"
+)
 print(f"  Dice loss on cells      {on_cells:.3f}   (Dice score {1 - on_cells:.3f})")
 print(f"  Dice loss on membranes  {on_membranes:.3f}")
 best_constant = np.full_like(y_cells, cell_share)
 bce_constant = bce.forward(best_constant, y_cells)
 print(f"best constant p = {cell_share:.2f}: BCE {bce_constant:.3f}")
 assert on_cells < 0.15 and on_membranes > 0.99, "Dice on cells likes it, on membranes: worst"
-assert abs(bce_lazy - (1 - cell_share) * -np.log(eps)) < 1e-3, "16.1 per membrane pixel"
+assert abs(bce_lazy - (1 - cell_share) * -np.log(eps)) < 1e-3, "16.12 per membrane pixel"
+assert round(per_membrane32, 2) == 15.94, "in float32: 15.94 per membrane pixel"
 assert bce_constant < bce_lazy / 3, "the best constant guess costs far less"
 
 # %% [markdown]
@@ -488,15 +536,21 @@ assert bce_constant < bce_lazy / 3, "the best constant guess costs far less"
 # it on the **rare** class.
 #
 # BCE is high here only because the prediction is *confident*: each membrane pixel costs
-# the full 16.1. The best constant guess costs far less, and a network finds that guess
-# within a few steps; training must then leave it (tutorial 07 shows the curves).
+# the full 16.12 (15.94 in float32). The best constant guess costs far less, and a network
+# finds that guess within a few steps; training must then leave it (tutorial 07 shows the
+# curves).
 #
 # So for membranes, binary cross-entropy (the seed's choice) works because the imbalance is
 # mild, about 4 to 1 on ISBI's labels. Reach for Dice (often as `BCE + Dice`) when the
 # class you care about covers a few percent of the image (small lesions, nuclei, thin
-# vessels), and compute it on that class. Dice's gradient is large when the overlap is
-# small and can be noisy on a batch with almost no foreground, which is why it is usually
-# combined with cross-entropy.
+# vessels), and compute it on that class. Its gradient can be large and noisy, though, for
+# a reason the two gradient values above show: `-(2 - D) / (U + s)` on the foreground and
+# `D / (U + s)` elsewhere. The overlap enters only through the Dice score `D`, between 0
+# and 1, so it changes the foreground's gradient at most twofold, from `-2 / (U + s)` to
+# `-1 / (U + s)`. The size is set by `1 / (U + s)`: where BCE divides by the number of
+# pixels `M`, Dice divides by the foreground mass `U`, predicted plus true. On a batch with
+# almost no foreground, every pixel's gradient is large and changes a lot from one batch to
+# the next, which is why Dice is usually combined with cross-entropy.
 #
 # ## 5. Gradient checks of the three losses
 #
@@ -567,8 +621,10 @@ assert np.all(dz_ext.ravel()[saturated] == 0) and np.all(dz_ext.ravel()[~saturat
 # - Compute `exp` only of non-positive numbers: `exp(-|x|)` in the sigmoid, `x - max(x)` in
 #   the softmax.
 # - Cross-entropy through its activation has the gradient `w (p - y) / M`: bounded, and
-#   largest where the network is most wrong. Keras's clip at `1e-7` caps the loss at 16.1
-#   and zeroes the gradient of saturated pixels.
+#   largest where the network is most wrong. Keras's clip at `1e-7` (Keras 3 on torch or
+#   JAX, and the seed's Keras 2) caps a pixel's loss at 16.12 (15.94 for `y = 0` in
+#   float32) and zeroes the gradient of saturated pixels; Keras on TensorFlow takes a
+#   sigmoid layer's logits instead and does neither.
 # - The paper's weight map turns the thin gaps between touching cells into the most
 #   expensive pixels of the image.
 # - Dice helps with strong imbalance when computed on the rare class; on membranes (4 to 1)

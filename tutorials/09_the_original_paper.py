@@ -116,8 +116,10 @@ for n in (570, 512, 256):
 # not reach the output. Writing it is exercise `cropping_backward` of the course kit
 # (`numpy-unet exercises`).
 #
-# The paper's "up-convolution" is a 2x2 transposed conv with stride 2 and no activation:
-# every input pixel paints its own 2x2 patch, `value * kernel` summed over input channels.
+# The paper's "up-convolution" is a 2x2 transposed conv with stride 2. The paper names no
+# activation for it (ports of the released Caffe model put a ReLU after it); here it has
+# none: every input pixel paints its own 2x2 patch, `value * kernel` summed over input
+# channels.
 # Below, a 4x4 map is cropped to 2x2, and a 2x2 map is up-convolved with one channel and the
 # kernel `[[1, 2], [3, 4]]`. The backward of the up-convolution runs the other way: each
 # input pixel's gradient gathers its own 2x2 patch of the output gradient, weighted by the

@@ -49,7 +49,7 @@ from numpy_unet.labels import COLOR_DICT, label_to_rgb, one_hot, to_labels
 from numpy_unet.metrics import class_scores
 from numpy_unet.optimizers import Adam
 from numpy_unet.teach.tutorial import figures_dir, pick, quick, save, show
-from numpy_unet.train.seed import SEED_DATA_GEN_ARGS, seed_recipe
+from numpy_unet.train.seed import SEED_DATA_GEN_ARGS, SeedStream, seed_recipe
 
 SIZE = 256  # the seed's image size, for sections 1 and 2 (cheap: no training there)
 print("quick mode" if quick() else "full mode")
@@ -82,9 +82,7 @@ if quick():
 #
 # `get_random_transform(shape, seed)` returns these draws as a dict, and
 # `apply_transform(x, params)` applies them to one `(H, W, C)` array. With `seed`, the draws
-# are the ones Keras makes after `np.random.seed(seed)`. That is how the seed gives an image
-# and its mask the same transform: two generators, one for the images and one for the masks,
-# started with the same seed.
+# are the ones Keras makes after `np.random.seed(seed)`.
 
 # %%
 print("the seed's data_gen_args:", SEED_DATA_GEN_ARGS)
@@ -100,9 +98,35 @@ for s, p in params.items():
     )
 print("(theta and shear in degrees, tx and ty in pixels)")
 for s in SEEDS:
-    assert gen.get_random_transform(shape, seed=s) == params[s], (
-        "the same seed should draw the same transform: that is how the seed pairs image and mask"
-    )
+    assert gen.get_random_transform(shape, seed=s) == params[s], "the same seed, the same draws"
+
+# %% [markdown]
+# How does the seed keep each mask on its image? Its `trainGenerator` makes *two* Keras
+# iterators, `flow_from_directory` over the images and over the masks, both with `seed=1`,
+# and zips them. Nothing passes between the two: no transform is shared, no call made
+# for both. What pairs them is how each iterator draws (Keras 3,
+# `keras/src/legacy/preprocessing/image.py`): before its `k`-th batch it reseeds NumPy's
+# global random state with `seed + k`; at the start of each pass over the files it draws
+# their order from that state; then each image of the batch draws its transform from it.
+# Two iterators with the same seed over the same number of files replay the same draws, so
+# the `k`-th batch of each holds the same files, moved the same way.
+# `numpy_unet.train.seed.SeedStream` is that pair (with private `RandomState`s, leaving
+# NumPy's global one alone), and `numpy-unet train --recipe seed` trains from it; a test
+# compares its first batches with Keras's own.
+
+# %%
+stripes = np.zeros((4, 32, 32, 1), np.float32)
+stripes[:, :, ::8] = 255  # images: vertical lines every 8 pixels, values 0..255 as Keras's
+lines = stripes.copy()  # "masks": the same lines, so an aligned mask is its image thresholded
+stream = SeedStream(stripes, lines, batch_size=2, seed=1)
+for k in range(4):  # two passes: every file seen twice, in a new order
+    images_k, masks_k = stream(k)  # adjustData: images / 255, masks thresholded at 0.5
+    aligned = np.array_equal(images_k > 0.5, masks_k == 1)
+    assert aligned, "the same order and transforms in both iterators: each mask on its image"
+other = SeedStream(stripes, lines, batch_size=2, seed=2)
+moved = np.abs(stream(0)[0] - other(0)[0]).mean()
+print(f"batch 0, seed 1 against seed 2: mean difference {moved:.3f} (of values in [0, 1])")
+assert moved > 0, "another seed draws other transforms: the seed alone pairs the two streams"
 
 # %% [markdown]
 # Keras works backwards, like every resampler: for each *output* pixel `(r, c)` it asks which
@@ -651,7 +675,8 @@ assert np.array_equal(saved, label_to_rgb(probs[0])), "the classes in COLOR_DICT
 
 (out / "cell").mkdir()
 gray = save_result(out / "cell", probs[..., 1:2])  # one channel: P(cell), as a sigmoid gives
-read_back = matplotlib.image.imread(gray[0])[..., 0]  # (H, W)
+read_back = matplotlib.image.imread(gray[0])  # (H, W): an 8-bit grayscale PNG, as the seed's
+assert read_back.ndim == 2, "one channel, as skimage's io.imsave writes the seed's"
 print(
     f"one class: {gray[0].name} is P(cell) in gray, to 8 bits: max error "
     f"{np.abs(read_back - probs[0, ..., 1]).max():.4f}"
@@ -733,8 +758,8 @@ assert all(getattr(augment, k) == v for k, v in SEED_DATA_GEN_ARGS.items()), "da
 #
 #     data_gen_args = dict(rotation_range=0.2, ...)   # train.seed.SEED_DATA_GEN_ARGS
 #     myGene = trainGenerator(2, 'data/membrane/train', 'image', 'label', data_gen_args)
-#                               # x, y = load_folder('data/membrane/train', size=256), and
-#                               # fit's augment=ImageDataGenerator(**SEED_DATA_GEN_ARGS, seed=1)
+#                               # images, masks = load_seed_folder('data/membrane/train',
+#                               # 256), and fit's batches=SeedStream(images, masks, 2, seed=1)
 #     model = unet()            # model = UNet((256, 256, 1)); seed_recipe(model) compiles it
 #     model_checkpoint = ModelCheckpoint('unet_membrane.hdf5', monitor='loss',
 #                                        save_best_only=True)
@@ -742,7 +767,8 @@ assert all(getattr(augment, k) == v for k, v in SEED_DATA_GEN_ARGS.items()), "da
 #                               # training loss when there is no validation data
 #     model.fit_generator(myGene, steps_per_epoch=300, epochs=1, callbacks=[model_checkpoint])
 #                               # model.fit(x, y, checkpoint_dir=DIR, **seed_recipe(model))
-#     testGene = testGenerator("data/membrane/test")   # read_image + resize; predict --resize
+#     testGene = testGenerator("data/membrane/test")   # read_image + resize_like_skimage;
+#                                                      # predict --resize
 #     results = model.predict_generator(testGene, 30)  # results = model.predict(x_test)
 #     saveResult("data/membrane/test", results)        # save_result(folder, results);
 #                                                      # predict --seed-names

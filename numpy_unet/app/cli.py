@@ -105,11 +105,18 @@ def _shape(text: str) -> tuple[int, ...]:
 
 # each recipe's defaults, for the train options left out on the command line
 RECIPE_DEFAULTS = {
-    "basic": dict(size=128, filters=16, epochs=10, lr=1e-3, steps_per_epoch=None, val_split=0.2),
-    # the seed's main.py: unet() on 256 x 256, Adam(1e-4), 300 steps, 1 epoch, all images
-    "seed": dict(size=256, filters=64, epochs=1, lr=1e-4, steps_per_epoch=300, val_split=0.0),
+    "basic": dict(
+        size=128, filters=16, epochs=10, lr=1e-3, steps_per_epoch=None, val_split=0.2, seed=0
+    ),
+    # the seed's main.py: unet() on 256 x 256, Adam(1e-4), 300 steps, 1 epoch, all images,
+    # trainGenerator's seed=1
+    "seed": dict(
+        size=256, filters=64, epochs=1, lr=1e-4, steps_per_epoch=300, val_split=0.0, seed=1
+    ),
     # the paper's network, loss and tiles, trained as the ablation found best (train/paper.py)
-    "paper": dict(size=128, filters=16, epochs=10, lr=None, steps_per_epoch=None, val_split=0.2),
+    "paper": dict(
+        size=128, filters=16, epochs=10, lr=None, steps_per_epoch=None, val_split=0.2, seed=0
+    ),
 }
 
 
@@ -161,6 +168,18 @@ def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         max_pixels=args.max_pixels,
         classes=classes if classes > 2 else None,
     )
+
+
+def _load_seed_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """The images and masks of a one-class seed run, with values 0..255 as Keras loads them:
+    a folder in the seed's layout (image/, label/) as its trainGenerator's
+    ``flow_from_directory`` reads it; other data (generated, TIFF stacks) as loaded here."""
+    from ..train.seed import load_seed_folder
+
+    if args.data != "synthetic" and (Path(args.data) / "image").is_dir():
+        return load_seed_folder(args.data, args.size)
+    x, y = _load_data(args)
+    return x * np.float32(255), y * np.float32(255)
 
 
 def _covering_tile(size: int, depth: int) -> int:
@@ -236,14 +255,19 @@ def _train(args: argparse.Namespace) -> int:
     from ..model import UNet
     from ..optimizers import SGD, Adam
     from ..train.paper import paper_recipe, weight_maps
-    from ..train.seed import seed_recipe
+    from ..train.seed import adjust_data, seed_recipe
 
     if args.resume and not (Path(args.out) / "checkpoint.npz").is_file():
         raise FileNotFoundError(
             f"numpy-unet train --resume: {args.out} holds no checkpoint.npz to resume from; "
             "nothing was written. Leave out --resume to start a new run"
         )
-    x, y = _load_data(args)
+    raw = None  # the seed's stream: the images and masks as Keras loads them (0..255)
+    if args.recipe == "seed" and args.classes == 1:
+        raw = _load_seed_data(args)
+        x, y = adjust_data(*raw)
+    else:
+        x, y = _load_data(args)
     cut = len(x) - _held_out(len(x), args.val_split)  # the last images are held out
     if cut < 1:
         raise ValueError(
@@ -277,10 +301,18 @@ def _train(args: argparse.Namespace) -> int:
     else:
         shape = (args.size, args.size, x.shape[-1])
         model = UNet(shape, **_model_options(args), num_classes=args.classes)
-        if args.recipe == "seed":  # main.py: Adam, the seed's augmentation, batches of 2
-            options = seed_recipe(model, args.lr, args.seed, args.augment, args.steps_per_epoch)
-            options["batch_size"] = args.batch_size
-            what = "the seed's recipe: a UNet"
+        if args.recipe == "seed":  # main.py: Adam, trainGenerator's batches of 2, seed 1
+            stream = None if raw is None else (raw[0][:cut], raw[1][:cut])
+            options = seed_recipe(
+                model,
+                args.lr,
+                args.seed,
+                args.augment,
+                args.steps_per_epoch,
+                stream=stream,
+                batch_size=args.batch_size,
+            )
+            what = "the seed's recipe" + (" and batches" if stream else "") + ": a UNet"
         else:
             optimizer = Adam(args.lr) if args.optimizer == "adam" else SGD(args.lr, momentum=0.99)
             loss = "binary_crossentropy" if args.classes == 1 else "categorical_crossentropy"
@@ -353,8 +385,9 @@ def _train_into(
     if args.test is not None:
         tests = out / "test"
         tests.mkdir()
-        paths = image_files(args.test)
-        targets = {p: (tests / f"{p.stem}_predict.png",) for p in paths}
+        paths = image_files(args.test)  # natural order: 0.png, 1.png, ..., 10.png
+        names = [p.stem for p in paths] if args.test_names == "stem" else range(len(paths))
+        targets = {p: (tests / f"{name}_predict.png",) for p, name in zip(paths, names)}
         _check_outputs(targets, paths, overwrite=False)
         _predict_into(model, targets, seed_names=True, resize_to=True, tile=None)
         written.append(f"test/ ({len(paths)} N_predict.png)")
@@ -520,15 +553,15 @@ def _predict_into(
     """Predict every image of ``targets`` and write its PNGs: ``N_predict.png`` as the seed
     (``seed_names``), else ``N_classes.png`` for several classes, or ``N_prob.png`` and
     ``N_mask.png``. ``resize_to``: first resize each image to the network's input size, as
-    the seed's ``testGenerator`` does."""
-    from ..data import read_image, resize
+    the seed's ``testGenerator`` does (skimage's anti-aliased bilinear ``resize``)."""
+    from ..data import read_image, resize_like_skimage
     from ..data.saving import prediction_picture, write_png
     from ..train.tiling import predict_tiled
 
     for p, outputs in targets.items():
         image = read_image(p, max_pixels)  # (H, W)
         if resize_to:
-            image = resize(image, tuple(model.config["input_shape"][:2]))
+            image = resize_like_skimage(image, tuple(model.config["input_shape"][:2]))
         image = image[:, :, None].astype(model.dtype)  # (H, W, 1)
         if tile is not None or tta:  # overlap-tile: any image size, output the image's size
             probs = predict_tiled(model, image, tile=tile, tta=tta)
@@ -626,7 +659,13 @@ def _add_model_options(p: argparse.ArgumentParser, filters: int | None, size: in
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--padding", choices=["same", "valid"], default="same")
     p.add_argument("--upsampling", choices=["upsample", "transpose"], default="upsample")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the weights, the data and the batches (train: 1 with --recipe seed, as "
+        "the seed's trainGenerator; 0 otherwise)",
+    )
 
 
 def _add_workers_option(p: argparse.ArgumentParser) -> None:
@@ -704,7 +743,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--test",
         default=None,
         help="a folder of test images: after training, write their N_predict.png to "
-        "OUT/test/, resized to the network's size (the seed's main.py)",
+        "OUT/test/, resized to the network's size as the seed's testGenerator does, "
+        "numbered by position (0, 1, ...; the seed's main.py)",
+    )
+    p.add_argument(
+        "--test-names",
+        choices=["position", "stem"],
+        default="position",
+        help="name --test's outputs by position in natural order, as the seed (default), "
+        "or after each input's stem (cell_a.png -> cell_a_predict.png)",
     )
     p.add_argument(
         "--tile",

@@ -4,7 +4,7 @@ from .augment import Augmenter, augment_batch
 from .elastic import Compose, ElasticDeformation, elastic_deform
 from .image_data_generator import ImageDataGenerator
 from .loading import image_files, load_folder, read_image
-from .resize import resize
+from .resize import resize, resize_like_pil_nearest, resize_like_skimage
 from .synthetic import synthetic_membranes
 from .tiff import read_tiff_stack, write_tiff_stack
 from .weight_map import weight_map, weight_map_bruteforce
@@ -21,6 +21,8 @@ __all__ = [
     "read_image",
     "read_tiff_stack",
     "resize",
+    "resize_like_pil_nearest",
+    "resize_like_skimage",
     "synthetic_membranes",
     "weight_map",
     "weight_map_bruteforce",

@@ -25,6 +25,9 @@ The arguments (Keras's names and units)
   degrees: the far edge of a 256 x 256 image moves by 0.1 px).
 - ``zoom_range``: ``z`` means factors in ``[1 - z, 1 + z]``, ``[lo, hi]`` means those;
   ``zx`` and ``zy`` drawn independently. A factor above 1 shows more input: zooms **out**.
+  As in Keras, any finite ``z`` (``1.5`` gives ``[-0.5, 2.5]``: negative factors mirror)
+  and any pair, larger first or from 0, are taken as given; so are negative rotation and
+  shear ranges (``[-r, r]`` drawn as ``uniform(-r, r)`` either way round).
 - ``horizontal_flip``, ``vertical_flip``: mirror left-right, up-down, each with p = 1/2.
 - ``fill_mode`` and ``cval``: what points outside the input read (below).
 
@@ -106,8 +109,10 @@ def is_number(value: object) -> bool:
 
 
 def check_range(name: str, value: object, unit: str) -> None:
-    if not is_number(value) or value < 0:
-        raise ValueError(f"{NAME}: {name} must be a number >= 0 ({unit}), got {value!r}")
+    """Any finite number, as Keras takes it: a negative ``r`` draws ``uniform(-r, r)``
+    all the same (from ``|r|`` down to ``-|r|``: the same spread, other values per seed)."""
+    if not is_number(value):
+        raise ValueError(f"{NAME}: {name} must be a finite number ({unit}), got {value!r}")
 
 
 def check_shift(name: str, value: object) -> None:
@@ -123,16 +128,35 @@ def check_shift(name: str, value: object) -> None:
 
 
 def zoom_bounds(value: object) -> list:
-    """Keras's ``[lo, hi]`` from ``zoom_range``: ``z -> [1 - z, 1 + z]`` or the pair itself."""
-    if is_number(value) and 0 <= value < 1:
+    """Keras's ``[lo, hi]`` from ``zoom_range``: ``z -> [1 - z, 1 + z]`` or the pair itself.
+
+    Keras takes any number and any pair of numbers, in either order, and draws
+    ``uniform(lo, hi)`` as given: ``zoom_range=1.5`` gives ``[-0.5, 2.5]``, ``[1.2, 0.8]``
+    draws from 1.2 down to 0.8. A factor of 0 reads one input point for the whole axis
+    and a negative one mirrors it; both are Keras's, kept here (only non-finite numbers
+    and bools are refused)."""
+    if is_number(value):
         return [1 - value, 1 + value]
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_number, value)):
-        if 0 < value[0] <= value[1]:
-            return [value[0], value[1]]
+        return [value[0], value[1]]
     raise ValueError(
-        f"{NAME}: zoom_range must be a number in [0, 1) or a pair [lo, hi] with "
-        f"0 < lo <= hi, got {value!r}"
+        f"{NAME}: zoom_range must be a finite number z (for [1 - z, 1 + z]) or a pair of "
+        f"finite numbers [lo, hi], got {value!r}"
     )
+
+
+def uniform(
+    rng: np.random.RandomState | np.random.Generator,
+    low: float,
+    high: float,
+    size: int | None = None,
+) -> float | np.ndarray:
+    """``rng.uniform(low, high, size)``, also for ``high < low``: a RandomState (Keras's
+    draws) allows it, a Generator refuses it, so it gets the same formula,
+    ``low + (high - low) * u``."""
+    if isinstance(rng, np.random.Generator) and high < low:
+        return low + (high - low) * rng.random(size)
+    return rng.uniform(low, high, size)
 
 
 # -- the generator ----------------------------------------------------------------------------
@@ -151,7 +175,8 @@ class ImageDataGenerator:
     shear_range : float
         Degrees; ``shear`` is uniform in ``[-shear_range, shear_range]``.
     zoom_range : float or (float, float)
-        ``z`` for factors in ``[1 - z, 1 + z]``, or ``[lo, hi]``; above 1 zooms out.
+        ``z`` for factors in ``[1 - z, 1 + z]``, or ``[lo, hi]`` (either order, as Keras
+        takes them); above 1 zooms out.
     horizontal_flip, vertical_flip : bool
         Mirror left-right / up-down, each with probability 1/2, after the affine.
     fill_mode : {'nearest', 'reflect', 'constant', 'wrap'}
@@ -265,12 +290,14 @@ class ImageDataGenerator:
         self, rng: np.random.RandomState | np.random.Generator, shape: tuple
     ) -> dict:
         """Keras's draws, in Keras's order, from ``rng`` (a RandomState or a Generator)."""
-        theta = rng.uniform(-self.rotation_range, self.rotation_range) if self.rotation_range else 0
+        theta = (
+            uniform(rng, -self.rotation_range, self.rotation_range) if self.rotation_range else 0
+        )
         tx = draw_shift(rng, self.height_shift_range, shape[0])
         ty = draw_shift(rng, self.width_shift_range, shape[1])
-        shear = rng.uniform(-self.shear_range, self.shear_range) if self.shear_range else 0
+        shear = uniform(rng, -self.shear_range, self.shear_range) if self.shear_range else 0
         lo, hi = self.zoom_bounds
-        zx, zy = (1, 1) if lo == 1 and hi == 1 else rng.uniform(lo, hi, 2)
+        zx, zy = (1, 1) if lo == 1 and hi == 1 else uniform(rng, lo, hi, 2)
         flip_horizontal = (rng.random() < 0.5) * self.horizontal_flip  # both always drawn
         flip_vertical = (rng.random() < 0.5) * self.vertical_flip
         return {
@@ -381,6 +408,91 @@ class ImageDataGenerator:
             f"horizontal_flip={self.horizontal_flip}, vertical_flip={self.vertical_flip}, "
             f"fill_mode={self.fill_mode!r}, cval={self.cval!r})"
         )
+
+    # -- Keras's streams (the iterators live in keras_iterator.py) ----------------------------
+
+    def flow(
+        self,
+        x: np.ndarray,
+        y: np.ndarray | None = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> NumpyArrayIterator:  # noqa: F821 (imported inside)
+        """Keras's ``flow``: an endless iterator of transformed batches, Keras's exactly.
+
+        Parameters
+        ----------
+        x : array-like
+            ``(N, H, W, C)`` images, cast to float32 (Keras's default dtype).
+        y : array-like, optional
+            ``(N, ...)`` labels, returned **untransformed** with each batch, as Keras does.
+            To move masks with their images, make ``flow(masks, seed=s)`` with the same seed.
+        batch_size : int
+            Samples per batch; the last batch of a pass holds the rest.
+        shuffle : bool
+            A new order (``permutation``) at the start of every pass.
+        seed : int, optional
+            Batch ``k`` replays Keras's ``np.random.seed(seed + k)``, on a private
+            ``RandomState``. None: one private state seeded from ``self.rng``.
+
+        Returns
+        -------
+        NumpyArrayIterator
+            ``next(it)`` gives ``(B, H, W, C)`` float32, or ``(batch_x, batch_y)``;
+            ``len(it)`` is ``ceil(N / batch_size)``.
+        """
+        from .keras_iterator import NumpyArrayIterator
+
+        where = f"{NAME}.flow"
+        return NumpyArrayIterator(x, y, self, batch_size, shuffle, seed, where=where)
+
+    def flow_from_directory(
+        self,
+        directory: str,
+        target_size: tuple[int, int] = (256, 256),
+        color_mode: str = "rgb",
+        classes: list[str] | None = None,
+        class_mode: str | None = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> DirectoryIterator:  # noqa: F821 (imported inside)
+        """Keras's ``flow_from_directory``: files loaded as Keras loads them, transformed.
+
+        The seed's ``trainGenerator`` is two of these, zipped::
+
+            images = gen.flow_from_directory("train", classes=["image"], class_mode=None,
+                                             color_mode="grayscale", batch_size=2, seed=1)
+            masks = gen.flow_from_directory("train", classes=["label"], class_mode=None,
+                                            color_mode="grayscale", batch_size=2, seed=1)
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            A folder of class subfolders.
+        target_size : (int, int)
+            ``(height, width)``; every file is resized with Pillow's nearest neighbour.
+        color_mode : {'grayscale', 'rgb', 'rgba'}
+            1, 3 or 4 channels, converted as Pillow does (gray = its integer ITU-R 601-2 luma).
+        classes : list of str, optional
+            The subfolders to read; None reads them all, sorted.
+        class_mode : {None, 'categorical', 'binary', 'sparse', 'input'}
+            None (the seed's) yields images alone. Keras's default is 'categorical'.
+        batch_size, shuffle, seed
+            As for `flow`.
+
+        Returns
+        -------
+        DirectoryIterator
+            ``next(it)`` gives ``(B, h, w, C)`` float32 of the stored values (0..255, not
+            divided); files in Keras's order (plain string sort: ``10.png`` before ``2.png``).
+        """
+        from .keras_iterator import DirectoryIterator
+
+        where = f"{NAME}.flow_from_directory"
+        args = (target_size, color_mode, classes, class_mode, batch_size, shuffle, seed)
+        return DirectoryIterator(directory, self, *args, where=where)
 
 
 def draw_shift(

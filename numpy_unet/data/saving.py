@@ -11,6 +11,8 @@ then a rename), and it refuses to replace a file that is already there unless as
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,22 +33,45 @@ def prediction_picture(probs: np.ndarray, colors: object = COLOR_DICT) -> np.nda
     return label_to_rgb(probs, colors)  # (H, W, K) -> (H, W, 3)
 
 
-def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = False) -> Path:
-    """Write a gray ``(H, W)`` or colour ``(H, W, 3)`` picture in [0, 1] as an 8-bit PNG
-    (values rounded to the nearest of 0, 1/255, ..., 1), through a temporary file renamed
-    over ``path``: a crash leaves the old file or the new, whole."""
-    import matplotlib.image  # here: writing pictures is the only part of data/ that needs it
+def png_bytes(levels: np.ndarray) -> bytes:
+    """An 8-bit PNG of ``levels`` (uint8): gray ``(H, W)`` or colour ``(H, W, 3)``, as
+    skimage's ``io.imsave`` writes the seed's predictions (no alpha channel). The format:
+    the signature, an IHDR chunk (size, 8 bits, colour type 0 gray or 2 RGB), the rows each
+    led by filter byte 0 and deflated (zlib) in one IDAT chunk, and IEND; each chunk is its
+    length, its type, its data and the CRC-32 of type and data."""
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    height, width = levels.shape[:2]
+    colour = 2 if levels.ndim == 3 else 0
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    rows = levels.reshape(height, -1)  # (H, W) or (H, 3W): one scanline per row
+    data = b"".join(b"\0" + row.tobytes() for row in rows)  # filter type 0: none
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(data, 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = False) -> Path:
+    """Write a gray ``(H, W)`` or colour ``(H, W, 3)`` picture in [0, 1] as an 8-bit PNG,
+    grayscale or RGB (values rounded to the nearest of 0, 1/255, ..., 1), through a temporary
+    file renamed over ``path``: a crash leaves the old file or the new, whole."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"write_png: {path} exists; pass overwrite=True to replace it")
+    picture = np.asarray(picture)
+    if picture.ndim not in (2, 3) or (picture.ndim == 3 and picture.shape[2] != 3):
+        raise ValueError(f"write_png: a picture is (H, W) or (H, W, 3), got {picture.shape}")
     levels = np.rint(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)  # 8-bit, rounded
-    if levels.ndim == 2:
-        levels = np.repeat(levels[..., None], 3, axis=-1)  # gray: three equal channels
     tmp = temporary(path)
     try:
         with open(tmp, "wb") as f:
-            matplotlib.image.imsave(f, levels, format="png")
+            f.write(png_bytes(np.ascontiguousarray(levels)))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -38,6 +38,15 @@ class Conv2DTranspose(Layer):
     version is ``loops.conv2d_transpose_forward_loops``.
 
     Parameters are those of :class:`Conv2D`, plus ``strides`` (default 2).
+
+    Initialisation: the initializer reads the fans from the kernel's shape as Keras does,
+    ``fan_in = kh * kw * filters`` (the second-to-last axis times the kernel size). That is
+    Keras's convention, not the true fan-in of a transposed conv. Each output value sums
+    ``Cin`` channels times the kernel offsets that reach it, ``kh * kw * Cin / (sh * sw)``
+    terms on average, which is just ``Cin`` for the UNet's k = s = 2. So ``he_normal`` draws
+    with stddev ``sqrt(2 / (kh * kw * filters))``, as Keras's ``Conv2DTranspose`` does: for
+    the paper's ``up6`` (1024 -> 512 channels) ``sqrt(2 / 2048)``, where the paper's rule
+    ``sqrt(2 / N)`` with N the incoming connections would give ``sqrt(2 / 1024)``.
     """
 
     def __init__(

@@ -213,7 +213,8 @@ class UNet(SpeedSwitch):
             if upsampling == "upsample":  # the seed: UpSampling2D, then a 2x2 conv with ReLU
                 upsample = UpSampling2D(2, name=f"upsample{n}", **inside)
                 upconv = conv(f[i], 2, f"up{n}")
-            else:  # the paper: a 2x2 transposed conv, stride 2, no activation
+            else:  # the paper: a 2x2 transposed conv, stride 2 (the paper names no
+                # activation; ports of its released model add a ReLU; here: none)
                 upsample = None
                 upconv = Conv2DTranspose(
                     f[i],
@@ -606,11 +607,13 @@ class UNet(SpeedSwitch):
         cross-entropy, e.g. the paper's weight maps), ``tile`` (train on one random tile of
         this input size per image, its context mirrored at the border; x and y are then whole
         images, and validation predicts them tile by tile), ``shuffle``, ``seed`` (batch
-        order and tile positions), ``checkpoint_dir`` (best and last weights, optimizer and
-        random states, written atomically), ``checkpoint_every`` (steps), ``resume``
-        (continue the run in checkpoint_dir exactly where it stopped) and ``verbose`` (0, 1
-        or 2). Ctrl-C with a checkpoint_dir finishes the current step, saves, and raises
-        KeyboardInterrupt.
+        order and tile positions), ``batches`` (a function of the step number k giving the
+        k-th batch (xb, yb) of the run, which then replaces fit's own order: the seed's
+        Keras stream, :class:`numpy_unet.train.seed.SeedStream`), ``checkpoint_dir`` (best
+        and last weights, optimizer and random states, written atomically),
+        ``checkpoint_every`` (steps), ``resume`` (continue the run in checkpoint_dir exactly
+        where it stopped) and ``verbose`` (0, 1 or 2). Ctrl-C with a checkpoint_dir finishes
+        the current step, saves, and raises KeyboardInterrupt.
         Returns a ``History``; ``history.history`` maps "loss", "val_dice", ... to lists.
         """
         return _fit.fit(self, x, y, **options)

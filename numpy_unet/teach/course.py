@@ -49,7 +49,8 @@ TASKS = {
     "dropout_backward": "Dropout.backward (layers/dropout.py): the same mask as the forward.",
     "bce_backward": "BinaryCrossentropy.backward (losses.py): mind the clipping.",
     "dice_backward": "DiceLoss.backward (losses.py): differentiate the ratio.",
-    "cce_backward": "CategoricalCrossentropy.backward (losses.py): with the weight map.",
+    "cce_backward": "CategoricalCrossentropy.backward (losses.py): with the weight map, and "
+    "through the renormalisation of each pixel's probabilities to sum 1 (as Keras does).",
     "unet_backward": "UNet.backward (model/unet.py): the whole U in reverse; add each "
     "skip's gradient where the two paths met. Its check also runs your ReLU, sigmoid, conv, "
     "pooling, up-sampling, concatenation, dropout and binary cross-entropy backward passes.",

@@ -194,6 +194,7 @@ def fit(
     tile: int | None = None,
     shuffle: bool = True,
     seed: int = 0,
+    batches: object | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -207,6 +208,10 @@ def fit(
             f"fit: augment must be an augmenter (Augmenter, ElasticDeformation, Compose), "
             f"got {augment!r}"
         )
+    if batches is not None and not callable(batches):
+        raise ValueError(f"fit: batches must be a function of the step number, got {batches!r}")
+    if batches is not None and (augment is not None or tile is not None):
+        raise ValueError("fit: batches gives each batch whole; leave augment and tile out")
     for option, value in (("batch_size", batch_size), ("epochs", epochs)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"fit: {option} must be a positive int, got {value!r}")
@@ -240,6 +245,7 @@ def fit(
         tile=tile,
         shuffle=shuffle,
         seed=seed,
+        batches=batches,
         folder=Path(checkpoint_dir) if checkpoint_dir is not None else None,
         checkpoint_every=checkpoint_every,
         verbose=verbose,
@@ -281,6 +287,7 @@ class Run:
     tile: int | None
     shuffle: bool
     seed: int
+    batches: object | None  # k -> (xb, yb), the k-th batch of the run; replaces the order
     folder: Path | None  # the checkpoint folder
     checkpoint_every: int | None
     verbose: int
@@ -300,6 +307,7 @@ class Run:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "tile": self.tile,
+            "batches": getattr(self.batches, "settings", None if self.batches is None else "?"),
             "data": fingerprint(self.x, self.y, *([] if self.weights is None else [self.weights])),
             "optimizer": self.model.optimizer.get_config(),
         }
@@ -372,6 +380,8 @@ class Run:
             idx = order[step * b : (step + 1) * b]
             xb, yb = self.x[idx], self.y[idx]  # (B, H, W, C), (B, H, W, 1 or K)
             wb = None if self.weights is None else self.weights[idx]  # (B, H, W)
+            if self.batches is not None:  # a stream of its own: batch k of the whole run
+                xb, yb = self.batches(epoch * self.steps + step)
             if self.augment is not None:
                 xb, yb, wb = _augment(self.augment, xb, yb, wb)
             if self.tile is not None:  # a random tile of each image, from (seed, epoch, step)
