@@ -97,3 +97,26 @@ def test_png_bytes_are_grayscale_or_rgb_without_alpha(tmp_path):
     np.testing.assert_allclose(
         read_image(gray), np.linspace(0, 1, 12).reshape(3, 4), atol=0.5 / 255
     )
+
+
+def test_a_resumed_seed_run_continues_the_stream(tmp_path):
+    from numpy_unet import UNet
+    from numpy_unet.train.seed import seed_recipe
+
+    images, masks = load_seed_folder(DATA, size=32)
+    x, y = adjust_data(images, masks)
+
+    def model() -> UNet:
+        return UNet((32, 32, 1), filters=2, depth=1, seed=0, workers=0)
+
+    whole = model()
+    options = seed_recipe(whole, steps_per_epoch=2, stream=(images, masks)) | {"epochs": 2}
+    whole.fit(x, y, checkpoint_dir=tmp_path / "whole", verbose=0, **options)
+    first = model()
+    options = seed_recipe(first, steps_per_epoch=2, stream=(images, masks))
+    first.fit(x, y, checkpoint_dir=tmp_path / "parts", verbose=0, **options)  # epoch 1
+    again = model()
+    options = seed_recipe(again, steps_per_epoch=2, stream=(images, masks)) | {"epochs": 2}
+    again.fit(x, y, checkpoint_dir=tmp_path / "parts", resume=True, verbose=0, **options)
+    for a, b in zip(whole.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)  # batches 2 and 3 of the stream, as in one run
