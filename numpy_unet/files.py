@@ -1,9 +1,18 @@
-"""Writing files without losing any: atomic saves and output folders that never overwrite."""
+"""Writing files without losing any: atomic saves and output folders that never overwrite.
+
+Two rules keep every file a user saved:
+
+- a save goes to a temporary file of a name no other file has (:func:`temporary`), which is
+  then renamed over the target: a crash leaves the old file or the new one, never half a
+  file, and never touches a file this process did not make;
+- a run's output folder is claimed by creating it (:func:`fresh_dir`): two runs started at
+  once into the same ``--out`` get two folders, never one folder between them.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -30,34 +39,94 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all: a new temporary file of a name no
-    other file has (``tempfile.mkstemp``) in the same folder, flushed, then renamed."""
+    """Write ``text`` to ``path`` whole or not at all: a :func:`temporary` file in the same
+    folder, flushed, then renamed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary(path)
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is read by others
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
-def temporary(path: Path) -> Path:
-    """The temporary file :func:`atomic_savez` writes before renaming it to ``path``."""
-    return path.with_name(f".{path.name}.tmp")
+def temporary(path: str | os.PathLike) -> Path:
+    """Create a new, empty file beside ``path`` for a save that is then renamed over it.
+
+    Its name, ``.NAME.XXXXXXXX.tmp`` (8 random hex digits), is one no other file has: it is
+    created with ``O_EXCL``, as ``tempfile.mkstemp`` creates its files, so a user's file,
+    or another process's temporary file, is never opened, overwritten or deleted. Unlike
+    ``mkstemp``'s, its permissions are those of an ordinary ``open`` (``0o666`` less the
+    umask), which the renamed file keeps.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file the caller will write; its folder must exist.
+
+    Returns
+    -------
+    pathlib.Path
+        The temporary file, made by this call and empty. The caller opens it for writing
+        (``"wb"``), ``os.replace``\\ s it over ``path``, and unlinks it if anything fails:
+        the only file a caller may delete is this one.
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):  # 16**8 names: a clash is rare, a hundred in a row impossible
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(candidate, flags, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path.parent}: no free name for a temporary file beside {path.name}")
 
 
 def fresh_dir(path: str | os.PathLike) -> Path:
-    """``path`` if it is new or empty, else ``path-2``, ``path-3``, ...: never overwrite."""
+    """Create a new folder for a run's results: ``path``, or ``path-2``, ``path-3``, ... if
+    that exists.
+
+    The folder is claimed by creating it (``mkdir`` without ``exist_ok``), which succeeds in
+    exactly one process: two runs started at once into the same ``--out`` get two folders.
+    A folder that exists is never written into, even an empty one, since another run may
+    have just made it; missing parent folders are made.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder wanted.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder made, new and empty.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` is a file, or has no name to number (``.``, ``/``).
+    """
     path = Path(path)
     candidate, k = path, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            if k == 1 and path.exists() and not path.is_dir():
+                raise FileExistsError(
+                    f"{path} is a file, not a folder; name a folder for the results"
+                ) from None
+            if k == 1 and path.name in ("", ".", ".."):
+                raise FileExistsError(
+                    f"{path} exists, and results go into a new folder; name one, e.g. "
+                    f"{path / 'results'}"
+                ) from None
         k += 1
         candidate = path.with_name(f"{path.name}-{k}")
-    candidate.mkdir(parents=True, exist_ok=True)
-    return candidate

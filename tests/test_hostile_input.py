@@ -165,15 +165,22 @@ def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_run_that_starts_again_removes_stale_temporary_files(tmp_path):
+def test_a_run_that_starts_again_leaves_files_named_like_temporary_ones(tmp_path):
+    # issue 32: a file named like a temporary one may be a user's; this run did not make it
     model = small()
     x = np.zeros((2, 16, 16, 1), np.float32)
     model.fit(x, x, checkpoint_dir=tmp_path, verbose=0)
-    for name in (".checkpoint.npz.tmp", ".best_weights.npz.tmp"):
-        (tmp_path / name).write_bytes(b"half a file from a SIGKILL")
+    names = [".checkpoint.npz.tmp", ".best_weights.npz.tmp", ".checkpoint.npz.0a1b2c3d.tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"half a file from a SIGKILL, or a user's")
     with pytest.raises(ValueError, match="other data or settings"):  # stops before any save
         model.fit(x, x, batch_size=1, checkpoint_dir=tmp_path, resume=True, verbose=0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_weights.npz", "checkpoint.npz"]
+    model.fit(x, x, epochs=2, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["best_weights.npz", "checkpoint.npz", *names]
+    )
+    for name in names:
+        assert (tmp_path / name).read_bytes() == b"half a file from a SIGKILL, or a user's"
 
 
 def test_out_naming_a_file_is_one_line(tmp_path, capsys):

@@ -141,6 +141,9 @@ def _model_options(args: argparse.Namespace) -> dict:
 def _summary(args: argparse.Namespace) -> int:
     from ..model import UNet
 
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"numpy-unet summary: --seed must be 0 or more, got {args.seed}")
+
     if args.paper:
         model = UNet.paper(
             input_shape=(572 if args.size is None else args.size,) * 2 + (1,),
@@ -166,6 +169,7 @@ def _load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         args.data,
         size=args.size,
         max_pixels=args.max_pixels,
+        max_total_pixels=args.max_total_pixels,
         classes=classes if classes > 2 else None,
     )
 
@@ -177,7 +181,7 @@ def _load_seed_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     from ..train.seed import load_seed_folder
 
     if args.data != "synthetic" and (Path(args.data) / "image").is_dir():
-        return load_seed_folder(args.data, args.size)
+        return load_seed_folder(args.data, args.size, max_total_pixels=args.max_total_pixels)
     x, y = _load_data(args)
     return x * np.float32(255), y * np.float32(255)
 
@@ -206,6 +210,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
     for option, value in positive.items():
         if value < 1:
             raise ValueError(f"{where}: {option} must be at least 1, got {value}")
+    if args.seed < 0:
+        raise ValueError(f"{where}: --seed must be 0 or more, got {args.seed}")
     if args.size * args.size > args.max_pixels:
         raise ValueError(
             f"{where}: --size {args.size} makes images of more than --max-pixels "
@@ -247,6 +253,97 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ValueError(f"{where}: --class-balance applies to --recipe paper only")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"{where}: --dropout must lie in [0, 1), got {args.dropout}")
+    if args.recipe == "seed" and args.optimizer not in (None, "adam"):
+        raise ValueError(
+            f"{where}: --recipe seed trains with the seed's Adam; --optimizer "
+            f"{args.optimizer} applies to the basic and paper recipes"
+        )
+    args.optimizer = args.optimizer or "adam"
+    _check_train_budget(args, where)
+    if args.test is not None:
+        _check_test_images(args, where)
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def _check_train_budget(args: argparse.Namespace, where: str) -> None:
+    """Refuse, before anything is loaded, a run whose data or tiles could not fit in memory
+    (half of this machine's), and a batch larger than the images to train on."""
+    budget = machine_memory() // 2
+    if args.data == "synthetic":
+        # images, masks and their augmented copies: about four float32 arrays of them
+        need = 4 * 4 * args.images * args.size * args.size * max(args.classes, 1)
+        if need > budget:
+            raise ValueError(
+                f"{where}: --images {args.images} of {args.size}x{args.size} need about "
+                f"{_gib(need)}, more than half this machine's memory ({_gib(budget)}); use "
+                "fewer images or a smaller --size"
+            )
+        count = args.images
+    else:
+        count = _count_images(Path(args.data))
+    if args.tile is not None and args.tile * args.tile > args.max_pixels:
+        raise ValueError(
+            f"{where}: --tile {args.tile} makes tiles of {args.tile**2:,} pixels, more than "
+            f"--max-pixels {args.max_pixels:,}; choose a smaller tile"
+        )
+    if count is not None:
+        train = count - _held_out(count, args.val_split)
+        if args.batch_size > max(train, 0):
+            raise ValueError(
+                f"{where}: --batch-size {args.batch_size} is larger than the {train} image(s) "
+                f"left to train on ({count} found, --val-split {args.val_split}); nothing was "
+                "loaded"
+            )
+
+
+def _count_images(folder: Path) -> int | None:
+    """How many training images a folder holds, counted from its file names (None for a
+    layout counted only by reading it, such as TIFF stacks)."""
+    from ..data import image_files
+
+    if (folder / "image").is_dir():
+        return len(image_files(folder / "image"))
+    return None
+
+
+def _check_test_images(args: argparse.Namespace, where: str) -> None:
+    """Read every --test image now, before training: a damaged or oversized file, or two
+    inputs that would write one output, must not wait until the training is done."""
+    from ..data import image_files, read_image
+
+    paths = image_files(args.test)
+    if not paths:
+        raise FileNotFoundError(f"{where}: --test {args.test} holds no images")
+    if args.test_names == "stem":
+        stems: dict[str, Path] = {}
+        for p in paths:
+            if p.stem in stems:
+                raise ValueError(
+                    f"{where}: --test {stems[p.stem].name} and {p.name} would both write "
+                    f"{p.stem}_predict.png; rename one, or leave out --test-names stem"
+                )
+            stems[p.stem] = p
+    for p in paths:
+        read_image(p, args.max_pixels)  # a ValueError naming the file if it cannot be read
+
+
+def _finished_epochs(out: Path) -> int:
+    """The epochs the checkpoint in ``out`` has done, read and checked whole (a damaged or
+    edited checkpoint is a one-line error naming it, before anything is written)."""
+    from ..train.checkpoint import read_checkpoint
+
+    return read_checkpoint(out / "checkpoint.npz")[0]["epoch"]
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -355,27 +452,39 @@ def _train_into(
         f"{model.count_params():,} parameters) on {len(x_train)} images of "
         f"{args.size}x{args.size}, {held}; writing to {out}"
     )
-    try:
-        history = model.fit(
-            x_train,
-            y_train,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            validation_data=validation,
-            checkpoint_dir=out,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-            **options,
-        )
-    except KeyboardInterrupt as stop:
-        why = str(stop) or "stopped at once by a second Ctrl-C; the last checkpoint is kept"
-        print(f"\n{why}. Continue with the same command plus --resume --out {out}")
-        return 130
+    done = _finished_epochs(out) if args.resume else None
+    finished = done is not None and done >= args.epochs
+    if finished:  # a complete run: write what it lacks (a kill or a full disk at the end)
+        print(f"{out} holds a complete run ({done} epochs): writing the outputs it lacks")
+        from ..train.checkpoint import read_checkpoint
+
+        history_log = read_checkpoint(out / "checkpoint.npz")[0]["history"]
+    else:
+        try:
+            history = model.fit(
+                x_train,
+                y_train,
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                validation_data=validation,
+                checkpoint_dir=out,
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+                **options,
+            )
+        except KeyboardInterrupt as stop:
+            why = str(stop) or "stopped at once by a second Ctrl-C; the last checkpoint is kept"
+            print(f"\n{why}. Continue with the same command plus --resume --out {out}")
+            return 130
+        history_log = history.history
     model.load_weights(out / "best_weights.npz")
-    (out / "history.json").write_text(json.dumps(history.history, indent=1))
-    plot_history(history.history, out / "training_curves.png")
+    if not finished or not (out / "history.json").exists():
+        (out / "history.json").write_text(json.dumps(history_log, indent=1))
+    if not finished or not (out / "training_curves.png").exists():
+        plot_history(history_log, out / "training_curves.png")
     written = ["best_weights.npz", "checkpoint.npz", "history.json", "training_curves.png"]
-    if len(x_val):
+    missing = not (out / "metrics.json").exists() or not (out / "predictions.png").exists()
+    if len(x_val) and (not finished or missing):
         written += _score_held_out(args, out, model, options, x_val, y_val)
     else:
         print(
@@ -384,11 +493,13 @@ def _train_into(
         )
     if args.test is not None:
         tests = out / "test"
-        tests.mkdir()
+        tests.mkdir(exist_ok=finished)  # a finished run's test/ may be there, in part
         paths = image_files(args.test)  # natural order: 0.png, 1.png, ..., 10.png
         names = [p.stem for p in paths] if args.test_names == "stem" else range(len(paths))
         targets = {p: (tests / f"{name}_predict.png",) for p, name in zip(paths, names)}
-        _check_outputs(targets, paths, overwrite=False)
+        if finished:  # write only what is missing; what is there stays
+            targets = {p: t for p, t in targets.items() if not t[0].exists()}
+        _check_outputs(targets, list(targets), overwrite=False)
         _predict_into(model, targets, seed_names=True, resize_to=True, tile=None)
         written.append(f"test/ ({len(paths)} N_predict.png)")
     print(f"Wrote {out}/: " + ", ".join(written))
@@ -496,6 +607,7 @@ def _predict(args: argparse.Namespace) -> int:
             args.threshold,
             args.max_pixels,
             args.tta,
+            args.overwrite,
         )
     except BaseException:
         if created and not any(out.iterdir()):  # a run that wrote nothing leaves nothing
@@ -532,12 +644,45 @@ def _check_outputs(targets: dict, paths: list[Path], overwrite: bool) -> None:
             f"({len(clashes)} such clash(es)); predict them into different --out folders, "
             "or rename them"
         )
+    folders = [t for outputs in targets.values() for t in outputs if t.is_dir()]
+    if folders:  # --overwrite replaces files, never a folder: found before writing any
+        raise IsADirectoryError(
+            f"{where}: the output {folders[0]} is a folder; move it, or write to another --out"
+        )
     existing = [str(t) for outputs in targets.values() for t in outputs if t.exists()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{where}: {existing[0]} exists (and {len(existing) - 1} more); pass --overwrite "
             "to replace them"
         )
+
+
+PREDICT_BUDGET = 2**30  # bytes one whole-image pass of predict may take before it tiles
+
+
+def forward_bytes(model: UNet, h: int, w: int) -> int:
+    """A generous estimate of the memory one forward pass of an h x w image takes: at full
+    resolution, a 3x3 conv's im2col over the widest input (the top merge: 2 f channels,
+    9 values each) and a few maps f wide; the levels below add about as much again (each
+    has a quarter of the pixels and twice the channels)."""
+    f, item = model.config["filters"], np.dtype(model.dtype).itemsize
+    return int(h * w * item * (9 * 2 * f + 6 * f) * 2)
+
+
+def auto_tile(model: UNet, h: int, w: int, budget: int | None = None) -> int | None:
+    """None if an h x w image fits the budget (default :data:`PREDICT_BUDGET`) in one pass,
+    else the largest input tile the model takes whose pass does (predict then goes tile by
+    tile)."""
+    budget = PREDICT_BUDGET if budget is None else budget
+    if forward_bytes(model, h, w) <= budget:
+        return None
+    step = 2 ** model.config["depth"]
+    tile = max(h, w) // step * step
+    while tile > step and (
+        forward_bytes(model, tile, tile) > budget or not (model.output_size(tile) or 0) > 0
+    ):
+        tile -= step if model.config["padding"] == "same" else 1
+    return max(tile, step)
 
 
 def _predict_into(
@@ -549,11 +694,13 @@ def _predict_into(
     threshold: float = 0.5,
     max_pixels: int = 2**26,
     tta: bool = False,
+    overwrite: bool = False,
 ) -> None:
     """Predict every image of ``targets`` and write its PNGs: ``N_predict.png`` as the seed
     (``seed_names``), else ``N_classes.png`` for several classes, or ``N_prob.png`` and
-    ``N_mask.png``. ``resize_to``: first resize each image to the network's input size, as
-    the seed's ``testGenerator`` does (skimage's anti-aliased bilinear ``resize``)."""
+    ``N_mask.png``; a file that appears meanwhile is replaced only with ``overwrite``.
+    ``resize_to``: first resize each image to the network's input size, as the seed's
+    ``testGenerator`` does (skimage's anti-aliased bilinear ``resize``)."""
     from ..data import read_image, resize_like_skimage
     from ..data.saving import prediction_picture, write_png
     from ..train.tiling import predict_tiled
@@ -563,16 +710,24 @@ def _predict_into(
         if resize_to:
             image = resize_like_skimage(image, tuple(model.config["input_shape"][:2]))
         image = image[:, :, None].astype(model.dtype)  # (H, W, 1)
-        if tile is not None or tta:  # overlap-tile: any image size, output the image's size
-            probs = predict_tiled(model, image, tile=tile, tta=tta)
+        auto = None if tile is not None else auto_tile(model, *image.shape[:2])
+        if auto is not None:
+            need = _gib(forward_bytes(model, *image.shape[:2]))
+            print(
+                f"{p}: {image.shape[0]}x{image.shape[1]} would take about {need} in one "
+                f"pass, more than {_gib(PREDICT_BUDGET)}: predicting it in tiles of {auto} "
+                "(--tile N to choose)"
+            )
+        if tile is not None or auto is not None or tta:  # overlap-tile: any size
+            probs = predict_tiled(model, image, tile=tile or auto, tta=tta)
         else:
             probs = model.predict(image[None])[0]  # (Ho, Wo, K)
         if seed_names or probs.shape[-1] > 2:
-            write_png(outputs[0], prediction_picture(probs), overwrite=True)
+            write_png(outputs[0], prediction_picture(probs), overwrite=overwrite)
         else:
             prob = probs[:, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
-            write_png(outputs[0], prob, overwrite=True)
-            write_png(outputs[1], (prob >= threshold).astype(np.float32), overwrite=True)
+            write_png(outputs[0], prob, overwrite=overwrite)
+            write_png(outputs[1], (prob >= threshold).astype(np.float32), overwrite=overwrite)
         print(f"{p} -> " + ", ".join(str(t) for t in outputs))
 
 
@@ -769,7 +924,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--optimizer",
         choices=["adam", "sgd"],
-        default="adam",
+        default=None,
         help="basic and paper recipes: Adam, or SGD with momentum 0.99 (the paper's)",
     )
     p.add_argument(
@@ -789,6 +944,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--max-pixels", type=int, default=2**26, help="refuse larger images (8192 x 8192)"
+    )
+    p.add_argument(
+        "--max-total-pixels",
+        type=int,
+        default=None,
+        help="refuse a --data folder whose files declare more pixels in all (default 2**30)",
     )
     _add_workers_option(p)
     p.set_defaults(func=_train)
@@ -945,6 +1106,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, ImportError) as err:  # OSError: files, folders,
         # full disks; ImportError: an optional extra missing (h5py for Keras files)
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # what was asked did not fit: say what, and what to do
+        what = str(err) or "an array"
+        print(
+            f"error: out of memory ({what}): this machine could not hold what the command "
+            "asked for; use smaller or fewer images (--size, --images, --max-pixels), a "
+            "smaller --batch-size, or predict with --tile",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves and says so itself)
         print("\ninterrupted (Ctrl-C)", file=sys.stderr)

@@ -54,7 +54,7 @@ CLASS_COLORS = [[0, 0, 0], [210, 210, 210], [230, 159, 0]]  # black, light gray,
 def run_demo(
     out: str | Path = "numpy-unet-demo", quick: bool = False, seed: int = 0, classes: int = 1
 ) -> dict:
-    """Run the demo into a new folder (``out``, or ``out-2``... if it holds files).
+    """Run the demo into a new folder (``out``, or ``out-2``... if it exists).
 
     ``classes=3`` trains a softmax UNet on three classes instead (membrane, cell,
     organelle), with categorical cross-entropy, and scores each class.

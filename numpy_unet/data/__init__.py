@@ -5,6 +5,7 @@ from .elastic import Compose, ElasticDeformation, elastic_deform
 from .image_data_generator import ImageDataGenerator
 from .loading import image_files, load_folder, read_image
 from .resize import resize, resize_like_pil_nearest, resize_like_skimage
+from .saving import save_result
 from .synthetic import synthetic_membranes
 from .tiff import read_tiff_stack, write_tiff_stack
 from .weight_map import weight_map, weight_map_bruteforce
@@ -23,6 +24,7 @@ __all__ = [
     "resize",
     "resize_like_pil_nearest",
     "resize_like_skimage",
+    "save_result",
     "synthetic_membranes",
     "weight_map",
     "weight_map_bruteforce",

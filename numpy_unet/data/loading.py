@@ -24,22 +24,30 @@ every pixel would become membrane.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .class_masks import levels_to_labels, pixels_to_labels, resize_labels
 from .resize import _is_positive_int, _parse_size, resize
+from .tiff import IMAGE_LENGTH, IMAGE_WIDTH, _read_ifd, read_tiff_stack
 from .tiff import MAX_PIXELS as TIFF_MAX_PIXELS
-from .tiff import read_tiff_stack
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 # the largest image read, in pixels (8192 x 8192): a few bytes of header can claim billions,
 # and decoding them would take minutes and gigabytes; pass max_pixels to read larger ones
 MAX_PIXELS = TIFF_MAX_PIXELS
+# the most pixels load_folder decodes from one folder, its images and masks together, counted
+# from the files' headers before any is decoded (2**30: sixteen files of 8192 x 8192, 2,048
+# pairs of 512 x 512). Each image is resized as it is read, so what the folder's size costs is
+# time, about a minute of decoding at the budget, and, with size=None, the memory of keeping
+# every image whole: 4 GiB of float32 at the budget. Pass max_total_pixels to read more
+MAX_TOTAL_PIXELS = 2**30
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of red, green and blue
 
 
@@ -68,8 +76,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         pixels = pixels / np.iinfo(pixels.dtype).max
     if pixels.ndim == 3:
         rgb = _drop_alpha(pixels)
-        equal = (rgb == rgb[..., :1]).all()
-        pixels = rgb[..., 0] if equal else rgb @ np.array(LUMINANCE)
+        pixels = rgb[..., 0] if _channels_equal(rgb) else rgb @ np.array(LUMINANCE)
     return pixels.astype(np.float32)
 
 
@@ -80,8 +87,13 @@ def load_folder(
     max_pixels: int = MAX_PIXELS,
     classes: int | None = None,
     palette: object | None = None,
+    max_total_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load the images and masks of a folder, resized to one size.
+
+    Each image and its mask are resized as they are read: one file at a time is held at full
+    size, and only the resized arrays are kept. Before any file is decoded, the pixels its
+    header declares are added up over the folder and checked against ``max_total_pixels``.
 
     Parameters
     ----------
@@ -106,6 +118,11 @@ def load_folder(
         ``(K, 3)`` 8-bit colours: the masks are colour-coded, class ``k`` painted in
         ``palette[k]`` (e.g. ``numpy_unet.labels.COLOR_DICT``). ``classes`` defaults to
         ``len(palette)``.
+    max_total_pixels : int, optional
+        Refuse, before decoding any file, a folder whose images and masks declare more pixels
+        in all (the first ``max_images`` pairs; every page of a TIFF file). None (the default)
+        is ``MAX_TOTAL_PIXELS`` (2**30), or an image and its mask at ``max_pixels`` if that
+        is more.
 
     Returns
     -------
@@ -122,7 +139,8 @@ def load_folder(
         mask no image.
     ValueError
         If an image and its mask differ in size, if a mask is in colour or its values fit none
-        of the conventions (0/1, 0/255, 0/65535), or if a file cannot be read.
+        of the conventions (0/1, 0/255, 0/65535), if a file cannot be read, or if the files
+        declare more pixels than ``max_total_pixels``.
 
     Examples
     --------
@@ -142,28 +160,54 @@ def load_folder(
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise FileNotFoundError(f"load_folder: {folder} {what}")
 
+    if max_total_pixels is None:
+        max_total_pixels = max(MAX_TOTAL_PIXELS, 2 * max_pixels)
+
+    fit = _Resizer(size)
     if (folder / "image").is_dir() and (folder / "label").is_dir():
-        names, images, masks = _load_pairs(folder, max_images, max_pixels, multi)
+        pairs = _find_pairs(folder, max_images)
+        _check_total_pixels(folder, [file for pair in pairs for file in pair], max_total_pixels)
+        count, read = len(pairs), _read_pairs(pairs, fit, max_pixels, multi)
     else:
         volume, labels = _find_stacks(folder)
-        names, images, masks = _load_stacks(volume, labels, max_images, max_pixels, multi)
+        _check_total_pixels(folder, [volume, labels], max_total_pixels)
+        count, read = _read_stacks(volume, labels, fit, max_images, max_pixels, multi)
 
-    if size is None:  # every image must then already have the same size
-        for name, image in zip(names, images):
-            if image.shape != images[0].shape:
-                raise ValueError(
-                    f"load_folder: with size=None all images must have one size, but "
-                    f"{names[0]} has shape {images[0].shape} and {name} has shape "
-                    f"{image.shape}; pass size=(height, width) to resize them all"
-                )
-        size = images[0].shape
-    images = np.stack([resize(image, size) for image in images])
-    if multi is not None:  # class numbers, resized class by class
-        masks = np.stack([resize_labels(mask, size, multi["classes"]) for mask in masks])
-        return images[..., None], masks[..., None].astype(np.float32)
-    masks = [(mask >= 0.5).astype(np.float32) for mask in masks]  # 0 and 1 before resizing
-    masks = np.stack([resize(mask, size) > 0.5 for mask in masks])
-    return images[..., None], masks[..., None].astype(np.float32)
+    images = masks = None
+    for k, (image, mask) in enumerate(read):  # (h, w) each, resized as they were read
+        if images is None:  # the first pair: the size is known, make room for all
+            images = np.empty((count, *image.shape, 1), np.float32)  # (N, h, w, 1)
+            masks = np.empty((count, *image.shape, 1), np.float32)
+        images[k, ..., 0], masks[k, ..., 0] = image, mask
+    return images, masks
+
+
+class _Resizer:
+    """Resizes each image and mask to ``size`` as it is read, so that only one file at a time
+    is held at full size; with ``size=None``, to the first image's size, which every image
+    must then have."""
+
+    def __init__(self, size: tuple[int, int] | None) -> None:
+        self.size, self.first = size, None
+
+    def image(self, image: np.ndarray, name: object) -> np.ndarray:
+        """``(H, W)`` -> ``(h, w)`` float32."""
+        if self.size is None:
+            self.size, self.first = image.shape, name
+        elif self.first is not None and image.shape != self.size:
+            raise ValueError(
+                f"load_folder: with size=None all images must have one size, but {self.first} "
+                f"has shape {self.size} and {name} has shape {image.shape}; pass "
+                "size=(height, width) to resize them all"
+            )
+        return resize(image, self.size)
+
+    def mask(self, mask: np.ndarray, multi: dict | None) -> np.ndarray:
+        """``(H, W)`` -> ``(h, w)``: class numbers resized class by class, or 0 and 1 (the
+        mask made 0/1 before resizing, then thresholded again as the seed does)."""
+        if multi is not None:
+            return resize_labels(mask, self.size, multi["classes"])
+        return resize(mask >= 0.5, self.size) > 0.5
 
 
 def _class_options(classes: object, palette: object) -> dict | None:
@@ -185,10 +229,9 @@ def _class_options(classes: object, palette: object) -> dict | None:
 
 
 # -- the two layouts ------------------------------------------------------------------------
-def _load_pairs(
-    folder: Path, max_images: int | None, max_pixels: int = MAX_PIXELS, multi: dict | None = None
-) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """The seed's layout: ``image/N.png`` with ``label/N.png``, matched by file name stem."""
+def _find_pairs(folder: Path, max_images: int | None) -> list[tuple[Path, Path]]:
+    """The seed's layout: ``image/N.png`` with ``label/N.png``, matched by file name stem, in
+    natural order; the first ``max_images`` pairs."""
     image_files = _image_files(folder / "image")
     label_files = _image_files(folder / "label")
     if not image_files and not label_files:
@@ -206,22 +249,25 @@ def _load_pairs(
                 f"load_folder: {len(unpaired)} file(s) in {files[unpaired[0]].parent} have no "
                 f"{missing} of the same name in {folder / missing}: {shown}{more}"
             )
+    stems = sorted(image_files, key=_natural_key)[:max_images]
+    return [(image_files[stem], label_files[stem]) for stem in stems]
 
-    names, images, masks = [], [], []
-    for stem in sorted(image_files, key=_natural_key)[:max_images]:
-        image_file, label_file = image_files[stem], label_files[stem]
+
+def _read_pairs(
+    pairs: list[tuple[Path, Path]], fit: _Resizer, max_pixels: int, multi: dict | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(image, mask) of each pair, each file resized as soon as it is decoded."""
+    for image_file, label_file in pairs:
         image = read_image(image_file, max_pixels)
+        shape, image = image.shape, fit.image(image, image_file)  # the full size freed
         mask = _read_mask(label_file, max_pixels, multi)
-        if image.shape != mask.shape:
+        if mask.shape != shape:
             raise ValueError(
-                f"load_folder: the image {image_file} has shape {image.shape} but its label "
+                f"load_folder: the image {image_file} has shape {shape} but its label "
                 f"{label_file} has shape {mask.shape}; an image and its label must have the "
                 "same size"
             )
-        names.append(str(image_file))
-        images.append(image)
-        masks.append(mask)
-    return names, images, masks
+        yield image, fit.mask(mask, multi)
 
 
 def _find_stacks(folder: Path) -> tuple[Path, Path]:
@@ -260,28 +306,36 @@ def _find_stacks(folder: Path) -> tuple[Path, Path]:
     )
 
 
-def _load_stacks(
+def _read_stacks(
     volume: Path,
     labels: Path,
+    fit: _Resizer,
     max_images: int | None,
     max_pixels: int = TIFF_MAX_PIXELS,
     multi: dict | None = None,
-) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """Read the two TIFF stacks and check that their pages match."""
-    images = read_tiff_stack(volume, max_pixels)
+) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """Read the two TIFF stacks and check that their pages match; the number of pages kept,
+    and (image, mask) of each page, turned into floats and resized one page at a time."""
+    images = read_tiff_stack(volume, max_pixels)  # (pages, H, W), as stored
     masks = read_tiff_stack(labels, max_pixels)
     if images.shape != masks.shape:
         raise ValueError(
             f"load_folder: the image stack {volume} has shape {images.shape} (pages, H, W) but "
             f"the label stack {labels} has shape {masks.shape}; they must match page for page"
         )
-    images = images[:max_images] / np.iinfo(images.dtype).max
+    images, masks = images[:max_images], masks[:max_images]
+    top = np.iinfo(images.dtype).max
+    scale = None if multi is not None else _mask_scale(masks, labels)  # one for the stack
     if multi is not None:  # gray class numbers (a TIFF stack holds no colours)
-        masks = levels_to_labels(masks[:max_images], multi["classes"], labels)
-    else:
-        masks = _mask_to_unit(masks[:max_images], labels)
-    names = [f"{volume}, page {k}" for k in range(len(images))]
-    return names, list(images), list(masks)
+        masks = levels_to_labels(masks, multi["classes"], labels)
+    pages = (
+        (
+            fit.image(images[k] / top, f"{volume}, page {k}"),
+            fit.mask(masks[k] if scale is None else masks[k] / scale, multi),
+        )
+        for k in range(len(images))
+    )
+    return len(images), pages
 
 
 # -- reading files ----------------------------------------------------------------------------
@@ -319,6 +373,12 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
         pixels = matplotlib.image.imread(path)
     except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a bad file
         raise ValueError(f"{where}: cannot read {path} as an image: {err}") from err
+    except MemoryError:  # 8192 x 8192 RGBA: matplotlib makes 1 GiB of float32 of it
+        size = f" ({declared[0]}x{declared[1]} pixels)" if declared else ""
+        raise ValueError(
+            f"{where}: decoding {path}{size} ran out of memory; shrink the file, or lower "
+            "max_pixels (--max-pixels) to refuse such files before decoding"
+        ) from None
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (2, 3, 4)):
@@ -341,29 +401,47 @@ def _read_mask(path: Path, max_pixels: int = MAX_PIXELS, classes: dict | None = 
         pixels = _drop_alpha(pixels) if pixels.ndim == 3 else pixels
         return pixels_to_labels(pixels, classes["classes"], classes["palette"], path)
     if pixels.ndim == 3:
-        channels = _drop_alpha(pixels)
-        if not (channels == channels[..., :1]).all():
-            raise ValueError(
-                f"load_folder: the mask {path} is a colour image whose channels differ; "
-                "expected a grayscale mask (1 or 255 = cell, 0 = membrane). If cells and "
-                "membranes are marked in colours, convert it to a two-valued gray image first"
-            )
-        pixels = channels[..., 0]
+        pixels = _gray_mask(pixels, path)  # a copy: the colour array is freed
     if pixels.dtype.kind == "f":  # a PNG: matplotlib divided its 8- or 16-bit values
         pixels = _png_levels(pixels)
     return _mask_to_unit(pixels, path)
 
 
+def _gray_mask(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """The gray channel of a colour mask ``(H, W, C)``, copied; its channels must be equal."""
+    channels = _drop_alpha(pixels)
+    if not _channels_equal(channels):
+        raise ValueError(
+            f"load_folder: the mask {path} is a colour image whose channels differ; "
+            "expected a grayscale mask (1 or 255 = cell, 0 = membrane). If cells and "
+            "membranes are marked in colours, convert it to a two-valued gray image first"
+        )
+    return channels[..., 0].copy()
+
+
+def _channels_equal(pixels: np.ndarray) -> bool:
+    """Whether every channel of ``(H, W, C)`` equals the first, compared one at a time."""
+    return all(np.array_equal(pixels[..., c], pixels[..., 0]) for c in range(1, pixels.shape[-1]))
+
+
 def _png_levels(values: np.ndarray) -> np.ndarray:
     """Undo matplotlib's scaling of a PNG: back to the stored values 0..255 or 0..65535."""
-    levels = np.rint(values * 255)
-    if np.abs(values * 255 - levels).max() < 1e-3:  # 8-bit: values k / 255
+    scaled = values * 255
+    levels = np.rint(scaled)
+    scaled -= levels  # in place: a mask may be 8192 x 8192
+    if np.abs(scaled, out=scaled).max() < 1e-3:  # 8-bit: values k / 255
         return levels
     return np.rint(values * 65535)  # 16-bit: values k / 65535
 
 
 def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
     """Stored mask values (0..1, 0..255 or 0..65535) as floats in [0, 1]."""
+    return levels / _mask_scale(levels, path)
+
+
+def _mask_scale(levels: np.ndarray, path: Path) -> int:
+    """What stored mask values are divided by: 1, 255 or 65535, the smallest at least their
+    maximum; a ValueError for values that would make every pixel membrane."""
     top = float(levels.max())
     scale = 1 if top <= 1 else 255 if top <= 255 else 65535
     if 0 < top <= 0.5 * scale:  # e.g. values 0, 1, 2, 3: the labels of several classes
@@ -374,7 +452,7 @@ def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
             "would be membrane. If the mask numbers several classes or objects, make it binary "
             "first (1 = cell, 0 = membrane), or load it with classes=K"
         )
-    return levels / scale
+    return scale
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -407,6 +485,43 @@ def _image_files(folder: Path) -> dict[str, Path]:
 def _natural_key(name: str) -> list:
     """Sort key that orders the numbers inside names by value: 2 before 10."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _check_total_pixels(folder: Path, files: list[Path], budget: int) -> None:
+    """Refuse files whose headers declare more than ``budget`` pixels in all, before any is
+    decoded: a ValueError naming the folder, the total, the largest file and the budget."""
+    declared = {file: _declared_pixels(file, budget) for file in files}
+    total = sum(declared.values())
+    if total > budget:
+        largest = max(declared, key=declared.get)
+        raise ValueError(
+            f"load_folder: the {len(files)} image and mask files of {folder} declare "
+            f"{total:,} pixels in all (the largest, {largest.name}, {declared[largest]:,}), "
+            f"more than the budget of {budget:,} (max_total_pixels); nothing was decoded. "
+            "Load fewer pairs (max_images), shrink the files first, or raise max_total_pixels"
+        )
+
+
+def _declared_pixels(path: Path, stop: int) -> int:
+    """The pixels a file's header declares, all pages of a TIFF file (counted until they pass
+    ``stop``); 0 when the header says nothing readable (the decoder will say what is wrong)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        size = declared_size(path)
+        return 0 if size is None else size[0] * size[1]
+    try:  # walk the IFDs, one per page, through a memory map: only the headers are read
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            order = {b"II": "<", b"MM": ">"}.get(data[:2])
+            if order is None or len(data) < 8 or struct.unpack_from(order + "H", data, 2)[0] != 42:
+                return 0
+            (offset,) = struct.unpack_from(order + "I", data, 4)
+            total, seen = 0, set()
+            while offset and offset not in seen and total <= stop:
+                seen.add(offset)
+                tags, offset = _read_ifd(data, offset, order, path)
+                total += tags.get(IMAGE_WIDTH, (0,))[0] * tags.get(IMAGE_LENGTH, (0,))[0]
+            return total
+    except (OSError, ValueError, struct.error):  # empty, truncated: read_tiff_stack says so
+        return 0
 
 
 def declared_size(path: Path) -> tuple[int, int] | None:

@@ -74,7 +74,20 @@ def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = Fa
             f.write(png_bytes(np.ascontiguousarray(levels)))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:  # a link fails if the file appeared meanwhile (another run): nothing replaced
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"write_png: {path} appeared while it was being written (another run "
+                    "writing into the same folder?); it was left as it is"
+                ) from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise FileExistsError(f"write_png: {path} exists; left as it is") from None
+                os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -33,11 +33,15 @@ h5py is an optional extra (``pip install "numpy-unet[keras]"``), imported when f
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
+import math
 import os
 import re
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,14 @@ from ..files import temporary
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_PARAMS = 10**9  # as UNet's own limit: read no more than a UNet may hold
+# the most bytes of weights read from one file, from the shapes and dtypes it declares, before
+# any is read: MAX_PARAMS float32 parameters (4 GB; half as many in float64), or a quarter of
+# the memory this process may use if that is less (a 71 kB HDF5 file of unwritten chunks can
+# declare gigabytes). Loading holds the file's arrays, the model's own copy and the copy
+# set_weights checks; training adds gradients and Adam's two moments
+MAX_WEIGHT_BYTES = 4 * MAX_PARAMS
+MAX_CONFIG_BYTES = 4 * 2**20  # a .keras's config.json: the seed's UNet's takes 37 kB
+HDF5_OVERHEAD = 2**24  # a model.weights.h5's own structures beside its arrays: 16 MiB
 DEFAULT_SIZE = 256  # the seed's input_size (256, 256, 1), for files that record no input shape
 # the seed's layers: convs with weights, and these without
 WEIGHTLESS = {"InputLayer", "MaxPooling2D", "Dropout", "UpSampling2D", "Concatenate"}
@@ -57,6 +69,48 @@ OWN_CONFIG = "numpy_unet_config"
 
 class NotUNetError(ValueError):
     """The file is readable but its weights are not those of a seed-style UNet."""
+
+
+class BudgetError(ValueError):
+    """The file declares more than this package reads; nothing of it was read."""
+
+
+def memory_limit() -> int:
+    """The bytes of memory this process may use: the machine's, or less under ``ulimit -v``
+    (RLIMIT_AS); 8 GiB where the system does not say."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        limit = 8 * 2**30
+    try:
+        import resource
+    except ImportError:  # Windows
+        return limit
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return limit if soft == resource.RLIM_INFINITY else min(limit, soft)
+
+
+def weights_budget() -> tuple[int, str]:
+    """(bytes, why): the most bytes of weights read from one file (see MAX_WEIGHT_BYTES)."""
+    quarter = memory_limit() // 4
+    if quarter < MAX_WEIGHT_BYTES:
+        return quarter, f"a quarter of the {4 * quarter / 2**30:.1f} GiB this process may use"
+    return MAX_WEIGHT_BYTES, f"{MAX_PARAMS:,} float32 parameters, the most a UNet may have here"
+
+
+def check_weight_bytes(arrays: list[tuple[str, tuple, np.dtype]]) -> None:
+    """Refuse, before any is read, arrays ``(name, shape, dtype)`` that declare more bytes in
+    all than :func:`weights_budget`: a BudgetError naming the total and the largest array."""
+    budget, why = weights_budget()
+    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for _, shape, dtype in arrays]
+    total = sum(sizes)
+    if total > budget:
+        name, shape, dtype = arrays[sizes.index(max(sizes))]
+        raise BudgetError(
+            f"its weights declare {total:,} bytes ({total / 2**30:.1f} GiB), more than the "
+            f"budget of {budget:,} bytes ({why}); the largest array, {name}, has shape "
+            f"{tuple(shape)} of {np.dtype(dtype)}; nothing was read"
+        )
 
 
 def h5py_or_error(path: Path, where: str):
@@ -93,14 +147,14 @@ def read_keras_file(path: str | os.PathLike, where: str) -> tuple[dict, list[np.
     """(configuration, weight arrays in ``get_weights()`` order) of a Keras file.
 
     Shapes are checked before any array is read, so a small file declaring a huge network is
-    refused at once. Every error is one line naming the file: a ValueError for a damaged or
-    foreign file, an ImportError without h5py.
+    refused at once, and so is one whose arrays declare more bytes than
+    :func:`weights_budget`. Every error is one line naming the file: a ValueError for a
+    damaged, foreign or oversized file, an ImportError without h5py.
     """
     path = Path(path)
     h5py = h5py_or_error(path, where)
     try:
-        f, layers = open_weights(path, h5py)
-        with f:
+        with open_weights(path, h5py) as (f, layers):
             legacy = "layer_names" in f.attrs or "model_weights" in f
             names, datasets = legacy_datasets(f) if legacy else keras3_datasets(f, layers)
             for name, d in zip(names, datasets):
@@ -109,7 +163,10 @@ def read_keras_file(path: str | os.PathLike, where: str) -> tuple[dict, list[np.
             float64 = all(d.dtype == np.float64 for d in datasets)
             shapes = [d.shape for d in datasets]
             config = infer_config(shapes, names, layers, "float64" if float64 else "float32")
+            check_weight_bytes([(n, d.shape, d.dtype) for n, d in zip(names, datasets)])
             arrays = [np.asarray(d[()]) for d in datasets]
+    except BudgetError as err:
+        raise ValueError(f"{where}: {path}: {err}") from None
     except NotUNetError as err:
         raise ValueError(f"{where}: {path} is not a seed-style UNet: {err}") from None
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:
@@ -119,23 +176,66 @@ def read_keras_file(path: str | os.PathLike, where: str) -> tuple[dict, list[np.
     return config, arrays
 
 
-def open_weights(path: Path, h5py) -> tuple[object, list[dict] | None]:
-    """The open HDF5 file holding the weights, and the model's layers if it records them."""
-    if not is_hdf5(path):  # a .keras zip
-        with zipfile.ZipFile(path) as z:
-            files = z.namelist()
-            if "model.weights.h5" not in files:
-                raise ValueError(f"the archive holds no model.weights.h5 (it holds {files})")
-            config = json.loads(z.read("config.json")) if "config.json" in files else None
-            weights = io.BytesIO(z.read("model.weights.h5"))  # h5py reads file-like objects
-        return h5py.File(weights, "r"), None if config is None else config_layers(config)
-    f = h5py.File(path, "r")
-    try:
-        config = f.attrs.get("model_config")  # model.save() records it, save_weights() not
-        return f, None if config is None else config_layers(json.loads(config))
-    except BaseException:
-        f.close()
-        raise
+@contextlib.contextmanager
+def open_weights(path: Path, h5py) -> Iterator[tuple[object, list[dict] | None]]:
+    """The open HDF5 file holding the weights, and the model's layers if it records them.
+
+    A ``.keras`` zip's members are checked against their budgets in the zip directory before
+    any is inflated; its model.weights.h5 is inflated a MiB at a time into a temporary file
+    (h5py reads at random places, which a zip member serves only by inflating it again from
+    its start), never whole into memory.
+    """
+    if is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")  # model.save() records it, save_weights() not
+            yield f, None if config is None else config_layers(json.loads(config))
+        return
+    with zipfile.ZipFile(path) as z, tempfile.TemporaryFile() as weights:
+        files = z.namelist()
+        if "model.weights.h5" not in files:
+            raise ValueError(f"the archive holds no model.weights.h5 (it holds {files})")
+        config = zip_config(z)
+        inflate_weights(z, weights)
+        with h5py.File(weights, "r") as f:
+            yield f, None if config is None else config_layers(config)
+
+
+def zip_config(z: zipfile.ZipFile) -> object | None:
+    """The parsed config.json of a ``.keras`` zip (None if it has none), refused unread if
+    the zip directory says it inflates to more than MAX_CONFIG_BYTES."""
+    if "config.json" not in z.namelist():
+        return None
+    size = z.getinfo("config.json").file_size
+    if size > MAX_CONFIG_BYTES:
+        raise BudgetError(
+            f"its config.json inflates to {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} "
+            "bytes a model config may take; nothing was inflated"
+        )
+    return json.loads(z.read("config.json"))
+
+
+def inflate_weights(z: zipfile.ZipFile, out) -> None:
+    """Copy a ``.keras`` zip's model.weights.h5 into the open binary file ``out``, a MiB at a
+    time. A compressed member is first checked in the zip directory against the weights
+    budget (plus HDF5_OVERHEAD), and zipfile stops at that declared size; a stored one, as
+    Keras writes it, cannot inflate: it is its own size on disk. A member that does not start
+    as an HDF5 file does is refused after its first 8 bytes."""
+    info = z.getinfo("model.weights.h5")
+    budget, why = weights_budget()
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > budget + HDF5_OVERHEAD:
+        raise BudgetError(
+            f"its model.weights.h5 inflates to {info.file_size:,} bytes, more than the budget "
+            f"of {budget:,} bytes of weights ({why}) and 16 MiB of HDF5 structures; nothing was "
+            "inflated. Keras stores this member uncompressed, which is read whatever its size: "
+            "if the file is genuine, zip it again without compression"
+        )
+    with z.open(info) as member:
+        head = member.read(len(HDF5_SIGNATURE))
+        if head != HDF5_SIGNATURE:
+            raise ValueError(f"its model.weights.h5 is not an HDF5 file (it starts {head!r})")
+        out.write(head)
+        shutil.copyfileobj(member, out, 2**20)
+    out.seek(0)
 
 
 def legacy_datasets(f) -> tuple[list[str], list]:
@@ -367,15 +467,16 @@ def keras_layers(path: str | os.PathLike, where: str) -> list[dict] | None:
     try:
         if not is_hdf5(path):
             with zipfile.ZipFile(path) as z:
-                if "config.json" not in z.namelist():
-                    return None
-                return config_layers(json.loads(z.read("config.json")))
+                config = zip_config(z)  # refused unread if it inflates to megabytes
+                return None if config is None else config_layers(config)
         h5py = h5py_or_error(path, where)
         with h5py.File(path, "r") as f:
             config = f.attrs.get("model_config")
             if config is None and OWN_CONFIG in f.attrs:
                 return []  # written by this package (write_legacy_h5): nothing to verify
         return None if config is None else config_layers(json.loads(config))
+    except BudgetError as err:
+        raise ValueError(f"{where}: {path}: {err}") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(f"{where}: {path}: its model config is unreadable: {err}") from None
 

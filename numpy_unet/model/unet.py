@@ -477,7 +477,9 @@ class UNet(SpeedSwitch):
         """The input lengths closest to ``n`` that the U takes, below and above it."""
         n = int(n)
         below = next((m for m in range(n - 1, 0, -1) if self.output_size(m)), None)
-        stop = n + 2 * 2 ** self.config["depth"] + 64  # the next valid size is nearer
+        stop = n + 2 * 2 ** self.config["depth"] + 64  # the next valid size is nearer,
+        if below is None:  # unless n is below the smallest valid size: look up to it
+            stop = max(stop, 2 ** (self.config["depth"] + 1) * 16 + 256)
         above = next((m for m in range(n + 1, stop) if self.output_size(m)), None)
         return below, above
 
@@ -551,6 +553,11 @@ class UNet(SpeedSwitch):
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Load a list shaped like :meth:`get_weights` (e.g. from the seed's Keras model)."""
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(
+                f"UNet.set_weights: weights must be a list of arrays, as get_weights() "
+                f"returns, got {type(weights).__name__}"
+            )
         _weights.set_weights(self, weights)
 
     def get_gradients(self) -> list[np.ndarray]:
@@ -561,6 +568,9 @@ class UNet(SpeedSwitch):
         """Write the weights, atomically; returns the path. ``x.npz``: the weights and the
         configuration (for :func:`load_model`); ``x.h5``: Keras's legacy HDF5 layout, which
         ``keras_model.load_weights("x.h5")`` loads into the seed's Keras model (needs h5py)."""
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(f"UNet.save_weights: the folder {folder} does not exist")
         return _weights.save_weights(self, path, overwrite=overwrite)
 
     def load_weights(self, path: str | os.PathLike) -> None:

@@ -115,6 +115,8 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
 
     Reads everything before anything is built: a damaged, truncated or foreign file, or a
     configuration that is not a UNet's, is a ValueError naming the file and what is wrong.
+    So is an ``.npz`` whose arrays declare, in their ``.npy`` headers, more bytes than
+    :func:`.keras_files.weights_budget`: refused before any array is read.
     The config is None for a config-less ``.npz`` (a Keras export); for a Keras file it is
     the one its shapes describe (:func:`.keras_files.infer_config`).
     """
@@ -124,13 +126,16 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     if keras_files.is_keras_file(path):
         return keras_files.read_keras_file(path, where)
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array (.npy), not a set of named weights")
-        with data:
+        with open(path, "rb") as f:
+            if f.read(6) == np.lib.format.MAGIC_PREFIX:
+                raise ValueError("it holds a single array (.npy), not a set of named weights")
+        keras_files.check_weight_bytes(npz_contents(path))
+        with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
             config = json.loads(str(data["config"])) if "config" in keys else None
             arrays = [data[k] for k in _weight_keys(keys)]
+    except keras_files.BudgetError as err:
+        raise ValueError(f"{where}: {path}: {err}") from None
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "pickled" in reason:  # what np.load says of any file that is not .npy or .npz
@@ -139,6 +144,30 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     if config is not None:
         check_config(config, path, where)
     return config, arrays
+
+
+def npz_contents(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """(name, shape, dtype) of each member of an ``.npz``, read from the ``.npy`` headers
+    alone: what ``np.load`` would allocate for it, known before it does. A member that is not
+    ``.npy``, which ``np.load`` gives as bytes, counts its size in the zip directory."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("it is neither an .npz archive nor an .npy array")
+    contents = []
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                contents.append((info.filename, (info.file_size,), np.dtype(np.uint8)))
+                continue
+            with z.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0  # 3.0 differs only in encoding
+                )
+                shape, _, dtype = read_header(member)
+            contents.append((info.filename.removesuffix(".npy"), shape, dtype))
+    return contents
 
 
 def records_config(path: str | os.PathLike) -> bool:

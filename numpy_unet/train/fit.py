@@ -22,11 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as _metrics
-from ..files import temporary
 from ..layers import Dropout
 from ..losses import BinaryCrossentropy, CategoricalCrossentropy, DiceLoss, Loss
 from ..optimizers import Optimizer, get_optimizer
-from .checkpoint import BEST, CHECKPOINT, DeferredInterrupt, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    BEST,
+    CHECKPOINT,
+    Checkpoint,
+    DeferredInterrupt,
+    check_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .diagnostics import diagnose_predictions
 from .prepare import fingerprint, prepare_data
 from .tiling import predict_tiled, sample_tiles
@@ -314,7 +321,12 @@ class Run:
         self.monitor = "val_loss" if self.validation is not None else "loss"
 
     def start(self, resume: bool) -> None:
-        """A fresh state, or the one saved in the checkpoint folder when resuming."""
+        """A fresh state, or the one saved in the checkpoint folder when resuming.
+
+        A resume reads the checkpoint whole and checks all of it against this run (settings,
+        position, history, weights, optimizer, random generators) before using any of it:
+        a checkpoint that cannot be continued is refused with nothing changed or written.
+        """
         self.state = {"epoch": 0, "step": 0, "sums": {}, "seconds": 0.0, "history": {}}
         self.state |= {"best": None, "settings": self.settings}
         if self.folder is None:
@@ -325,43 +337,90 @@ class Run:
                 f"fit: resume=True, but {self.folder} holds no {CHECKPOINT} to resume from; "
                 "nothing was written. Start a new run without resume, in a new folder"
             )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for name in (CHECKPOINT, BEST):  # a run killed while saving left its temporary file
-            temporary(self.folder / name).unlink(missing_ok=True)
-        if resume:
-            self.state = load_checkpoint(
-                self.folder, self.model, self.model.optimizer, self.generators
-            )
-            saved = self.state["settings"]
-            if saved != self.settings:
-                changed = [
-                    f"{k}: {saved.get(k)!r} then, {v!r} now"
-                    for k, v in self.settings.items()
-                    if saved.get(k) != v
-                ]
-                then, now = saved.get("optimizer", {}), self.settings["optimizer"]
-                if isinstance(now.get("learning_rate"), dict) and then != now:
-                    changed.append(
-                        "the learning rate follows a schedule set for the whole run, so "
-                        "resume with the same number of steps (epochs x steps_per_epoch)"
-                    )
-                raise ValueError(
-                    f"resume: {path} was saved with other data or settings "
-                    f"({'; '.join(changed)}); a resumed run must continue the same run"
-                )
-            if self.state["epoch"] >= self.epochs:
-                raise ValueError(
-                    f"resume: the run in {self.folder} has done {self.state['epoch']} "
-                    f"epoch(s), and epochs={self.epochs} asks for no more; pass a larger "
-                    "epochs to train on"
-                )
-            if self.verbose:
-                where = f"epoch {self.state['epoch'] + 1}, step {self.state['step']}"
-                print(f"Resuming from {path}: {where}")
-        elif not resume and path.exists():
+        if not resume and path.exists():
             raise FileExistsError(
                 f"fit: {path} exists from an earlier run; pass resume=True to continue it, "
                 "or choose another folder"
+            )
+        if resume:
+            meta, arrays = read_checkpoint(path)
+            self._check_same_run(path, meta)
+            model, optimizer = self.model, self.model.optimizer
+            saved = check_checkpoint(
+                path, meta, arrays, model, optimizer, self.generators, self.augment is not None
+            )
+            self._check_position(path, saved)
+            self.state = saved.restore(model, optimizer, self.generators)
+            if self.verbose:
+                where = f"epoch {self.state['epoch'] + 1}, step {self.state['step']}"
+                print(f"Resuming from {path}: {where}")
+        # a killed run's temporary files (.NAME.XXXXXXXX.tmp) stay: this run did not make
+        # them, and a user's file may be named alike
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _check_same_run(self, path: Path, meta: dict) -> None:
+        """Refuse a checkpoint of other data or settings, or one with no epochs left."""
+        saved = meta["settings"]
+        if saved != self.settings:
+            changed = [
+                f"{k}: {saved.get(k)!r} then, {v!r} now"
+                for k, v in self.settings.items()
+                if saved.get(k) != v
+            ]
+            changed += [
+                f"{k}: {saved[k]!r} then, none now" for k in saved if k not in self.settings
+            ]
+            then, now = saved.get("optimizer", {}), self.settings["optimizer"]
+            if isinstance(now.get("learning_rate"), dict) and then != now:
+                changed.append(
+                    "the learning rate follows a schedule set for the whole run, so "
+                    "resume with the same number of steps (epochs x steps_per_epoch)"
+                )
+            raise ValueError(
+                f"resume: {path} was saved with other data or settings "
+                f"({'; '.join(changed)}); a resumed "
+                "run must continue the same run"
+            )
+        if meta["epoch"] >= self.epochs:
+            raise ValueError(
+                f"resume: the run in {self.folder} has done {meta['epoch']} "
+                f"epoch(s), and epochs={self.epochs} asks for no more; pass a larger "
+                "epochs to train on"
+            )
+
+    def _check_position(self, path: Path, saved: Checkpoint) -> None:
+        """Refuse a checkpoint whose position, sums or history this run cannot continue:
+        a step beyond an epoch's, other metrics or validation, fewer optimizer steps than
+        the run has made."""
+        meta, metrics = saved.meta, self.model.metrics
+        epoch, step = meta["epoch"], meta["step"]
+        if step > self.steps:
+            raise ValueError(
+                f"resume: {path} is at step {step} of epoch {epoch + 1}, but an epoch of this "
+                f"run has {self.steps} steps: it is damaged or was edited"
+            )
+        logged = ["loss", *metrics]
+        history = set(logged) | {"time"}
+        if self.validation is not None:
+            history |= {f"val_{name}" for name in logged}
+        wanted, found = (history if epoch > 0 else set()), set(meta["history"])
+        if found != wanted:
+            raise ValueError(
+                f"resume: {path} holds a history of {sorted(found)}, and this run records "
+                f"{sorted(wanted)}: compile with the same metrics ({metrics} now) and pass "
+                "validation data as the run did"
+            )
+        found, wanted = set(meta["sums"]), set(logged) if step > 0 else set()
+        if found != wanted:
+            raise ValueError(
+                f"resume: {path} holds the sums of {sorted(found)} at step {step}, and this "
+                f"run sums {sorted(wanted)}: compile with the same metrics ({metrics} now)"
+            )
+        done = epoch * self.steps + step
+        if saved.iterations < done:
+            raise ValueError(
+                f"resume: {path} holds an optimizer that made {saved.iterations} step(s), "
+                f"fewer than the {done} the run has made: it is damaged or was edited"
             )
 
     def checkpoint(self) -> None:

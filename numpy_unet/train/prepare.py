@@ -30,7 +30,7 @@ def prepare_data(
     ``validation`` is None or ``(x_val, y_val, w_val or None)``; with ``validation_split``
     it is the last samples, as in Keras.
     """
-    x, y = np.asarray(x, dtype=model.dtype), np.asarray(y, dtype=model.dtype)
+    x, y = _real_array(x, "x", model.dtype), _real_array(y, "y", model.dtype)
     if validation_data is None and validation_split > 0:  # Keras: the last samples
         cut = int(round(len(x) * (1 - validation_split)))
         if cut < 1 or cut >= len(x):
@@ -51,6 +51,16 @@ def prepare_data(
         w_val = validation_data[2] if len(validation_data) > 2 else None
         validation_data = (x_val, y_val, _check_weights(w_val, y_val, loss, "fit (validation)"))
     return x, y, weights, validation_data
+
+
+def _real_array(a: object, name: str, dtype: np.dtype) -> np.ndarray:
+    """``a`` as an array of ``dtype``, refusing what is not real numbers (text, objects,
+    complex values, whose imaginary part a cast would drop)."""
+    found = np.asarray(a)
+    if found.dtype.kind not in "biuf":
+        what = "complex" if found.dtype.kind == "c" else f"{found.dtype} ({type(a).__name__})"
+        raise ValueError(f"fit: {name} must be an array of real numbers, got {what} values")
+    return found.astype(dtype, copy=False)
 
 
 def _check_data(

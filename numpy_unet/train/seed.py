@@ -42,6 +42,7 @@ import numpy as np
 
 from ..data import ImageDataGenerator
 from ..data.keras_iterator import keras_image_files, load_like_keras
+from ..data.loading import MAX_TOTAL_PIXELS, _check_total_pixels
 from ..optimizers import Adam
 
 # the seed's data_gen_args, word for word (rotation and shear in degrees, shifts and zoom as
@@ -163,11 +164,14 @@ def load_seed_folder(
     size: int | tuple[int, int] = 256,
     image_folder: str = "image",
     mask_folder: str = "label",
+    max_total_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images and masks of ``folder`` as the seed's ``trainGenerator`` loads them:
     ``flow_from_directory(folder, classes=[image_folder], color_mode="grayscale",
     target_size=size)``, and the same for ``mask_folder``. Keras's file order (plain string
-    order), Pillow's nearest-neighbour resize, values 0..255 (float32, ``(N, h, w, 1)``)."""
+    order), Pillow's nearest-neighbour resize, values 0..255 (float32, ``(N, h, w, 1)``).
+    The files' headers may declare ``max_total_pixels`` in all (default 2**30), checked
+    before any is decoded."""
     folder = Path(folder)
     size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     where = "load_seed_folder"
@@ -183,5 +187,7 @@ def load_seed_folder(
             f"{where}: {folder}/{image_folder} and {folder}/{mask_folder} must hold images of "
             f"the same names, at least one ({len(images)} and {len(masks)} found)"
         )
+    budget = MAX_TOTAL_PIXELS if max_total_pixels is None else max_total_pixels
+    _check_total_pixels(folder, [Path(p) for paths in found for p in paths], budget)
     load = [[load_like_keras(p, "grayscale", size, where) for p in paths] for paths in found]
     return np.stack(load[0]), np.stack(load[1])  # (N, h, w, 1) each
