@@ -88,6 +88,17 @@ def temporary(path: str | os.PathLike) -> Path:
     raise FileExistsError(f"{path.parent}: no free name for a temporary file beside {path.name}")
 
 
+def require_file(path: Path, where: str, what: str = "file") -> None:
+    """A readable regular file at ``path``, or a one-line error saying what is there."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise IsADirectoryError(f"{where}: {path} is a folder, not a {what}")
+    if path.exists():  # a device, a FIFO, a socket: reading it could block or never end
+        raise ValueError(f"{where}: {path} is not a regular file (a device or a pipe?)")
+    raise FileNotFoundError(f"{where}: no such file: {path}")
+
+
 def fresh_dir(path: str | os.PathLike) -> Path:
     """Create a new folder for a run's results: ``path``, or ``path-2``, ``path-3``, ... if
     that exists.

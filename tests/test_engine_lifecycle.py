@@ -164,7 +164,9 @@ def test_ctrl_c_in_a_terminal_saves_and_resumes_bit_for_bit(tmp_path):
     assert "resume from" in out
     assert not gone_within(workers, 3)
     _, meta = checkpoint_state(stopped)
-    assert (meta["epoch"], meta["step"]) > (1, 0) and meta["epoch"] < 3  # where it stopped
+    # where it stopped: in epoch 2, or at its very start when the Ctrl-C came between
+    # epoch 1's line and the next step (a loaded machine makes that race likely)
+    assert (meta["epoch"], meta["step"]) >= (1, 0) and meta["epoch"] < 3
     with stopped_at_the_end(start([*TRAIN, "--out", str(stopped), "--resume"])) as resumed:
         out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err

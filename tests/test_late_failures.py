@@ -182,3 +182,22 @@ def test_messages_name_the_option_or_the_file(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "out"), "--overwrite"]) == 2
     assert "b_prob.png is a folder" in capsys.readouterr().err
     assert not (tmp_path / "out" / "a_prob.png").exists()  # refused before writing any
+
+
+def test_weights_that_are_not_files_or_not_keras_get_clear_errors(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    np.savez(tmp_path / "bad.npz", config=np.array("{not json"), a=np.zeros(2))
+    write_png(tmp_path / "a.png", np.zeros((16, 16)))
+    cases = {
+        tmp_path / "other.h5": "is an HDF5 file but not Keras's",
+        tmp_path / "bad.npz": "its stored configuration is not valid JSON",
+        tmp_path: "is a folder, not a weights file",
+        Path("/dev/zero"): "is not a regular file",
+    }
+    for weights, message in cases.items():
+        argv = ["predict", "--weights", str(weights), str(tmp_path / "a.png")]
+        assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

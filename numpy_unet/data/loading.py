@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import require_file
 from .class_masks import levels_to_labels, pixels_to_labels, resize_labels
 from .resize import _is_positive_int, _parse_size, resize
 from .tiff import IMAGE_LENGTH, IMAGE_WIDTH, _read_ifd, read_tiff_stack
@@ -344,8 +345,7 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
 
     Shape ``(H, W)`` for gray, ``(H, W, 3)`` or ``(H, W, 4)`` for colour (with alpha).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file: {path}")
+    require_file(path, where, "image")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(

@@ -253,6 +253,11 @@ def legacy_datasets(f) -> tuple[list[str], list]:
 
 def keras3_datasets(f, layers: list[dict] | None) -> tuple[list[str], list]:
     """The arrays of the ``.weights.h5`` layout, in model order (see the module's notes)."""
+    if "layers" not in f:
+        raise ValueError(
+            "it is an HDF5 file but not Keras's: it has neither the attribute layer_names "
+            "(legacy .h5) nor a layers/ group (.weights.h5)"
+        )
     groups = subgroup(f, "layers")
     weighted = [n for n in groups if "vars" in groups[n] and len(subgroup(groups[n], "vars"))]
     if layers is not None:  # the .keras config: Keras's own names, in model order

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_savez
+from ..files import atomic_savez, require_file
 from . import keras_files
 
 # configuration entries that change the number or the shapes of the weights
@@ -121,8 +121,7 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     the one its shapes describe (:func:`.keras_files.infer_config`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: no such file: {path}")
+    require_file(path, where, "weights file")
     if keras_files.is_keras_file(path):
         return keras_files.read_keras_file(path, where)
     try:
@@ -132,7 +131,7 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
         keras_files.check_weight_bytes(npz_contents(path))
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
-            config = json.loads(str(data["config"])) if "config" in keys else None
+            config = _config_of(data, path, where) if "config" in keys else None
             arrays = [data[k] for k in _weight_keys(keys)]
     except keras_files.BudgetError as err:
         raise ValueError(f"{where}: {path}: {err}") from None
@@ -175,6 +174,14 @@ def records_config(path: str | os.PathLike) -> bool:
     one; an ``np.savez`` export of ``get_weights()`` does not). Reads no array."""
     with np.load(path, allow_pickle=False) as data:
         return "config" in data.files
+
+
+def _config_of(data: object, path: Path, where: str) -> object:
+    """The JSON configuration stored in a weights ``.npz``, or a one-line error."""
+    try:
+        return json.loads(str(data["config"]))
+    except ValueError as err:
+        raise ValueError(f"its stored configuration is not valid JSON ({err})") from None
 
 
 def read_model(path: str | os.PathLike, where: str) -> tuple[dict, list[np.ndarray]]:
