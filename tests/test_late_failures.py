@@ -201,3 +201,32 @@ def test_weights_that_are_not_files_or_not_keras_get_clear_errors(tmp_path, caps
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_an_image_of_another_kind_or_too_big_to_decode_is_refused_from_its_header(tmp_path):
+    import struct
+    import zlib
+
+    from numpy_unet.data import read_image
+
+    jpeg = tmp_path / "photo.png"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))  # a JPEG's first bytes, named .png
+    with pytest.raises(
+        ValueError, match=r"photo.png is named .png but it is a JPEG file; rename it"
+    ):
+        read_image(jpeg)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    huge = tmp_path / "huge.png"  # a header declaring 30000 x 30000, and nothing else
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.MonkeyPatch.context() as patch:  # as on a machine of 16 GiB
+        import numpy_unet.data.loading as loading
+
+        patch.setattr(loading, "_machine_memory", lambda: 16 * 2**30)
+        with pytest.raises(ValueError, match=r"decoding it takes about 13.4 GiB, more than half"):
+            read_image(huge, max_pixels=10**12)

@@ -360,12 +360,21 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
                 "read stacks with read_tiff_stack"
             )
         return pages[0]
+    _check_signature(path, suffix, where)
     declared = declared_size(path)
     if declared is not None and declared[0] * declared[1] > max_pixels:
         raise ValueError(
             f"{where}: {path} declares {declared[0]}x{declared[1]} pixels, more than the limit "
             f"of {max_pixels:,} (max_pixels, or --max-pixels on the command line); nothing was "
             "decoded"
+        )
+    # matplotlib decodes to float32 with up to 4 channels, 16 bytes a pixel: refuse what
+    # could not fit in half of this machine's memory, however high max_pixels was set
+    if declared is not None and 16 * declared[0] * declared[1] > _machine_memory() // 2:
+        need = 16 * declared[0] * declared[1] / 2**30
+        raise ValueError(
+            f"{where}: {path} declares {declared[0]}x{declared[1]} pixels; decoding it takes "
+            f"about {need:.1f} GiB, more than half this machine's memory; nothing was decoded"
         )
     import matplotlib.image  # here, not at the top: only reading PNG/JPEG/BMP needs it
 
@@ -384,6 +393,45 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
     if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (2, 3, 4)):
         raise ValueError(f"{where}: {path} gave an array of unexpected shape {pixels.shape}")
     return pixels
+
+
+SIGNATURES = {  # the first bytes of each kind of file: what a file named .png really is
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".bmp": (b"BM",),
+}
+KINDS = {
+    b"\x89PNG": "a PNG",
+    b"\xff\xd8\xff": "a JPEG",
+    b"BM": "a BMP",
+    b"II*\x00": "a TIFF",
+    b"MM\x00*": "a TIFF",
+    b"GIF8": "a GIF",
+}
+
+
+def _check_signature(path: Path, suffix: str, where: str) -> None:
+    """Refuse a file whose first bytes are not those of its suffix, saying what it is."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if any(head.startswith(sig) for sig in SIGNATURES.get(suffix, (head,))):
+        return
+    kind = next((name for sig, name in KINDS.items() if head.startswith(sig)), None)
+    if kind is None:
+        raise ValueError(
+            f"{where}: cannot read {path} as an image: its first bytes are not those of a "
+            f"{suffix} file (is it damaged?)"
+        )
+    raise ValueError(f"{where}: {path} is named {suffix} but it is {kind} file; rename it")
+
+
+def _machine_memory() -> int:
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 def _drop_alpha(pixels: np.ndarray) -> np.ndarray:
