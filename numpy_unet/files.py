@@ -32,10 +32,21 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk, a read-only folder, Ctrl-C: leave no half file
+    except OSError as err:  # a full disk, a read-only folder: leave no half file, say which
+        tmp.unlink(missing_ok=True)
+        raise naming(err, path) from None
+    except BaseException:  # Ctrl-C: leave no half file
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def naming(err: OSError, path: Path) -> OSError:
+    """``err`` with the file it was writing named: ``[Errno 28] No space left on device``
+    alone does not say where."""
+    if err.filename is not None and str(err.filename) == str(path):
+        return err
+    return type(err)(err.errno, f"cannot write {path}: {err.strerror or err}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -49,6 +60,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise naming(err, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -230,3 +230,25 @@ def test_an_image_of_another_kind_or_too_big_to_decode_is_refused_from_its_heade
         patch.setattr(loading, "_machine_memory", lambda: 16 * 2**30)
         with pytest.raises(ValueError, match=r"decoding it takes about 13.4 GiB, more than half"):
             read_image(huge, max_pixels=10**12)
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    from numpy_unet import UNet
+    from numpy_unet.files import atomic_write_text
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # every atomic writer flushes, then syncs
+    model = UNet((16, 16, 1), filters=2, depth=1, seed=0)
+    target = tmp_path / "w.npz"
+    with pytest.raises(OSError, match=rf"cannot write {target}: No space left on device"):
+        model.save_weights(target)
+    with pytest.raises(OSError, match=r"cannot write .*a\.png: No space left"):
+        write_png(tmp_path / "a.png", np.zeros((4, 4)))
+    with pytest.raises(OSError, match=r"cannot write .*h\.json: No space left"):
+        atomic_write_text(tmp_path / "h.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half file, no temporary

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import temporary
+from ..files import naming, temporary
 from ..labels import COLOR_DICT, label_to_rgb
 
 
@@ -70,10 +70,13 @@ def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = Fa
     levels = np.rint(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)  # 8-bit, rounded
     tmp = temporary(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(png_bytes(np.ascontiguousarray(levels)))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(png_bytes(np.ascontiguousarray(levels)))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk: name the file
+            raise naming(err, path) from None
         if overwrite:
             os.replace(tmp, path)
         else:  # a link fails if the file appeared meanwhile (another run): nothing replaced

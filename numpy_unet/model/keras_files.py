@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import temporary
+from ..files import naming, temporary
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_PARAMS = 10**9  # as UNet's own limit: read no more than a UNet may hold
@@ -687,7 +687,10 @@ def write_legacy_h5(model: object, path: Path, where: str = "UNet.save_weights")
         with open(tmp, "rb+") as done:  # on disk before the rename
             os.fsync(done.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk, a read-only folder, Ctrl-C: leave no half file
+    except OSError as err:  # a full disk, a read-only folder: leave no half file, say which
+        tmp.unlink(missing_ok=True)
+        raise naming(err, path) from None
+    except BaseException:  # Ctrl-C: leave no half file
         tmp.unlink(missing_ok=True)
         raise
     return path
