@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "numpy_unet"
 LEVELS = {
     "tables": 0,
     "files": 0,
+    "budgets": 0,  # what a file may declare before it is read
     "layers": 1,  # the layers: numpy only; a conv's engine is handed to it by its model
     "fast": 2,  # the speed engine: the layers' readable code, numpy, ctypes
     "losses": 2,

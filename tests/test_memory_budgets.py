@@ -35,14 +35,16 @@ LIMIT = 1_500_000_000  # bytes of address space the child may map
 KERAS = Path(__file__).parent / "data" / "keras-seed-unet-f4" / "seed_unet_f4.keras"
 
 
-def run_capped(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a Python child whose address space is capped at ``LIMIT``; it prints
-    its peak resident memory (kB) on the last line of stderr."""
+def run_capped(code: str, limit: int = LIMIT) -> subprocess.CompletedProcess:
+    """Run ``code`` in a Python child whose address space is capped at ``limit`` bytes; it
+    prints its peak resident memory (kB) on the last line of stderr."""
     prelude = textwrap.dedent(f"""
         import atexit, resource, sys
-        resource.setrlimit(resource.RLIMIT_AS, ({LIMIT}, {LIMIT}))
-        atexit.register(lambda: print(
-            "maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))
+        resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+        def peak():  # VmHWM: this process's own peak (ru_maxrss keeps the forking parent's)
+            with open("/proc/self/status") as f:
+                return next(line.split()[1] for line in f if line.startswith("VmHWM"))
+        atexit.register(lambda: print("peak_kb", peak(), file=sys.stderr))
     """)
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
@@ -52,11 +54,11 @@ def run_capped(code: str) -> subprocess.CompletedProcess:
     )
 
 
-def api_error(code: str) -> str:
-    """The one-line ValueError that ``code`` raises in a capped child."""
+def api_error(code: str, limit: int = LIMIT) -> str:
+    """The one-line ValueError that ``code`` raises in a child capped at ``limit`` bytes."""
     body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
     child = run_capped(
-        f"try:\n{body}\nexcept ValueError as err:\n    print(err)\n    sys.exit(3)\n"
+        f"try:\n{body}\nexcept ValueError as err:\n    print(err)\n    sys.exit(3)\n", limit
     )
     assert child.returncode == 3, child.stderr[-2000:]  # not a MemoryError traceback
     assert child.stdout.count("\n") == 1, child.stdout
@@ -237,14 +239,41 @@ def test_by_default_the_budget_holds_an_image_and_its_mask_at_max_pixels(tmp_pat
             load_folder(tmp_path / "d", max_pixels=10**9)  # the budget: 2 x 10**9
 
 
+def test_an_8192_pixel_rgba16_image_and_mask_load_in_under_1_gb(tmp_path):
+    # matplotlib's float32 RGBA alone is 1 GiB at this size, and the gray made from it in
+    # float64 1.5 GiB more (3.1 GB peak); decoded by Pillow and made gray a band of rows at a
+    # time, the image, then its mask, each stays a few hundred MB
+    x = np.arange(8192, dtype=">u2")
+    colour = np.stack([x * 7, x * 3, x * 5, x], -1).tobytes()  # channels differ: luminance
+    half = np.repeat(np.where(x >= 4096, 65535, 0).astype(">u2"), 4).tobytes()  # gray RGBA
+    folder = seed_folder(
+        tmp_path / "big", 1, png(8192, 8192, 16, 6, colour), png(8192, 8192, 16, 6, half)
+    )
+    child = run_capped(f"""
+        import numpy as np
+        from numpy_unet.data import load_folder
+        x, y = load_folder({str(folder)!r}, size=64)
+        right_half = np.broadcast_to(np.arange(64) >= 32, (64, 64))
+        print(x.shape, x.dtype, float(x.min()) > 0, np.array_equal(y[0, :, :, 0], right_half))
+    """)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.strip() == "(1, 64, 64, 1) float32 True True"
+    peak_kb = int(child.stderr.split()[-1])
+    assert peak_kb * 1024 < 1_000_000_000, peak_kb
+
+
 def test_an_image_too_large_for_the_memory_left_is_one_line_naming_it(tmp_path):
-    # one 8192 x 8192 RGBA 16-bit PNG, at the pixel limit: matplotlib needs 1.6 GB to decode it
+    # one 8192 x 8192 RGBA 16-bit PNG, which Pillow decodes into 256 MiB, in a child allowed
+    # only a little more than Python, NumPy and matplotlib take
     path = tmp_path / "rgba.png"
     path.write_bytes(png(8192, 8192, 16, 6))
-    error = api_error(f"""
+    error = api_error(
+        f"""
         from numpy_unet.data import read_image
         read_image({str(path)!r})
-    """)
+    """,
+        limit=600_000_000,
+    )
     assert error == (
         f"read_image: decoding {path} (8192x8192 pixels) ran out of memory; shrink the file, "
         "or lower max_pixels (--max-pixels) to refuse such files before decoding"
@@ -317,6 +346,39 @@ def test_an_npz_member_that_np_load_reads_whole_is_counted_by_its_size(tmp_path)
     assert str(path) in error and "the largest array, notes.txt, has shape (1610612736,)" in error
 
 
+def test_a_checkpoint_whose_arrays_exceed_the_budget_is_refused_from_its_headers(tmp_path):
+    # a real array of 600 MB of zeros (1 MB on disk): np.load would read it whole; the budget
+    # for weights (a quarter of the child's 1.5 GB) refuses it from its header
+    npy = io.BytesIO()
+    shape = (150 * 2**20,)
+    np.lib.format.write_array_header_1_0(
+        npy, {"descr": "<f4", "fortran_order": False, "shape": shape}
+    )
+    header = npy.getvalue()
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = z.compress(header) + z.flush(zlib.Z_FULL_FLUSH)
+    block = z.compress(bytes(2**20)) + z.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(header)
+    for _ in range(600):
+        crc = zlib.crc32(bytes(2**20), crc)
+    member = start + block * 600 + z.flush()
+    path = write_zip(
+        tmp_path / "checkpoint.npz",
+        [("optimizer:m:000.npy", member, 8, len(header) + 600 * 2**20, crc)],
+    )
+    child = run_capped(f"""
+        from numpy_unet.train.checkpoint import read_checkpoint
+        try:
+            read_checkpoint({str(path)!r})
+        except ValueError as err:
+            print(err)
+    """)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.startswith(f"resume: {path} cannot be read: its arrays (weights and ")
+    assert "629,145,600 bytes" in child.stdout and "optimizer:m:000" in child.stdout
+    assert int(child.stderr.split()[-1]) * 1024 < 300e6  # the array was never read
+
+
 def test_the_weights_budget_is_the_smaller_of_4_gb_and_a_quarter_of_memory():
     budget, why = keras_files.weights_budget()
     assert budget == min(4 * keras_files.MAX_PARAMS, keras_files.memory_limit() // 4)
@@ -335,3 +397,25 @@ def test_predict_refuses_a_huge_npz_in_one_line(tmp_path):
     assert child.returncode == 2, child.stderr[-2000:]
     error = child.stderr.splitlines()[0]
     assert str(path) in error and "arr_0" in error and child.stderr.count("\n") == 2, error
+
+
+@pytest.mark.slow
+def test_predict_of_an_8192_pixel_rgba16_image_stays_under_1_gb(tmp_path):
+    # item 7: read a band at a time, predicted in automatic tiles, written a band at a time
+    # (before: 3.1 GB reading it, 1.4 GB once reading was banded)
+    x = np.arange(8192, dtype=">u2")
+    (tmp_path / "in").mkdir()
+    colour = np.stack([x * 7, x * 3, x * 5, x], -1).tobytes()
+    (tmp_path / "in" / "big.png").write_bytes(png(8192, 8192, 16, 6, colour))
+    from numpy_unet import UNet
+
+    UNet(input_shape=(64, 64, 1), filters=4, depth=2).save_weights(tmp_path / "small.npz")
+    child = run_capped(f"""
+        from numpy_unet.app.cli import main
+        sys.exit(main(["predict", "--weights", {str(tmp_path / "small.npz")!r},
+                       {str(tmp_path / "in")!r}, "--out", {str(tmp_path / "out")!r}]))
+    """)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "predicting it in tiles of" in child.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big_mask.png", "big_prob.png"]
+    assert int(child.stderr.split()[-1]) * 1024 < 1e9

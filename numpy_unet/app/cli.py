@@ -709,7 +709,7 @@ def _predict_into(
         image = read_image(p, max_pixels)  # (H, W)
         if resize_to:
             image = resize_like_skimage(image, tuple(model.config["input_shape"][:2]))
-        image = image[:, :, None].astype(model.dtype)  # (H, W, 1)
+        image = image[:, :, None].astype(model.dtype, copy=False)  # (H, W, 1)
         auto = None if tile is not None else auto_tile(model, *image.shape[:2])
         if auto is not None:
             need = _gib(forward_bytes(model, *image.shape[:2]))
@@ -727,7 +727,7 @@ def _predict_into(
         else:
             prob = probs[:, :, -1]  # P(cell): sigmoid, or class 1 of a softmax
             write_png(outputs[0], prob, overwrite=overwrite)
-            write_png(outputs[1], (prob >= threshold).astype(np.float32), overwrite=overwrite)
+            write_png(outputs[1], prob >= threshold, overwrite=overwrite)  # (H, W) bool
         print(f"{p} -> " + ", ".join(str(t) for t in outputs))
 
 

@@ -29,11 +29,13 @@ import os
 import re
 import struct
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..files import require_file
+from .bands import BAND_ROWS, Bands, array_bands, pillow_bands
 from .class_masks import levels_to_labels, pixels_to_labels, resize_labels
 from .resize import _is_positive_int, _parse_size, resize
 from .tiff import IMAGE_LENGTH, IMAGE_WIDTH, _read_ifd, read_tiff_stack
@@ -58,8 +60,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     Parameters
     ----------
     path : str or os.PathLike
-        A PNG, JPEG or BMP file (read with ``matplotlib.image.imread``), or a single-page TIFF
-        file (read with :func:`read_tiff_stack`).
+        A PNG, JPEG or BMP file (decoded by Pillow, to the values ``matplotlib.image.imread``
+        gives), or a single-page TIFF file (read with :func:`read_tiff_stack`).
     max_pixels : int
         Refuse, before decoding, a PNG, JPEG or BMP whose header declares more pixels
         (``MAX_PIXELS``, 8192 x 8192, by default).
@@ -72,13 +74,23 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
         them; any other colour image is converted to gray with the luminance weights
         (0.299, 0.587, 0.114). An alpha channel is dropped.
     """
-    pixels = _read_pixels(Path(path), "read_image", max_pixels)
+    with _open_pixels(Path(path), "read_image", max_pixels) as bands:  # a band of rows at a time
+        out = np.empty(bands.shape[:2], np.float32)  # (H, W)
+        # a colour image is gray when its channels are equal everywhere: one pass to know
+        gray = len(bands.shape) == 2 or all(_channels_equal(_drop_alpha(b)) for b in bands)
+        for top, band in zip(range(0, len(out), BAND_ROWS), bands):
+            out[top : top + len(band)] = _gray(band, gray)
+    return out
+
+
+def _gray(pixels: np.ndarray, gray: bool) -> np.ndarray:
+    """Rows of an image as floats in [0, 1]: ``(h, W)`` or ``(h, W, C)`` -> ``(h, W)``."""
     if pixels.dtype.kind == "u":  # 8- or 16-bit integers; PNGs already come as floats
         pixels = pixels / np.iinfo(pixels.dtype).max
     if pixels.ndim == 3:
         rgb = _drop_alpha(pixels)
-        pixels = rgb[..., 0] if _channels_equal(rgb) else rgb @ np.array(LUMINANCE)
-    return pixels.astype(np.float32)
+        pixels = rgb[..., 0] if gray else rgb @ np.array(LUMINANCE)
+    return pixels
 
 
 def load_folder(
@@ -345,6 +357,13 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
 
     Shape ``(H, W)`` for gray, ``(H, W, 3)`` or ``(H, W, 4)`` for colour (with alpha).
     """
+    with _open_pixels(path, where, max_pixels) as bands:
+        return bands.whole()
+
+
+@contextmanager
+def _open_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> Iterator[Bands]:
+    """The pixels of :func:`_read_pixels`, a band of rows at a time (see ``bands.py``)."""
     require_file(path, where, "image")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -359,7 +378,8 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
                 f"{where}: {path} has {len(pages)} pages, expected a single image; "
                 "read stacks with read_tiff_stack"
             )
-        return pages[0]
+        yield _checked(array_bands(pages[0]), path, where)
+        return
     _check_signature(path, suffix, where)
     declared = declared_size(path)
     if declared is not None and declared[0] * declared[1] > max_pixels:
@@ -368,7 +388,7 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
             f"of {max_pixels:,} (max_pixels, or --max-pixels on the command line); nothing was "
             "decoded"
         )
-    # matplotlib decodes to float32 with up to 4 channels, 16 bytes a pixel: refuse what
+    # decoding holds up to 4 bytes a pixel and what is made of it 4 to 8 more: refuse what
     # could not fit in half of this machine's memory, however high max_pixels was set
     if declared is not None and 16 * declared[0] * declared[1] > _machine_memory() // 2:
         need = 16 * declared[0] * declared[1] / 2**30
@@ -376,23 +396,30 @@ def _read_pixels(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> np.nda
             f"{where}: {path} declares {declared[0]}x{declared[1]} pixels; decoding it takes "
             f"about {need:.1f} GiB, more than half this machine's memory; nothing was decoded"
         )
-    import matplotlib.image  # here, not at the top: only reading PNG/JPEG/BMP needs it
-
     try:
-        pixels = matplotlib.image.imread(path)
-    except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a bad file
-        raise ValueError(f"{where}: cannot read {path} as an image: {err}") from err
-    except MemoryError:  # 8192 x 8192 RGBA: matplotlib makes 1 GiB of float32 of it
+        with ExitStack() as stack:
+            try:  # Pillow decodes the whole file here; the bands are made as they are read
+                bands = stack.enter_context(pillow_bands(path))
+            except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for a bad file
+                raise ValueError(f"{where}: cannot read {path} as an image: {err}") from err
+            yield _checked(bands, path, where)
+    except MemoryError:  # decoding, or what the caller makes of the bands
         size = f" ({declared[0]}x{declared[1]} pixels)" if declared else ""
         raise ValueError(
             f"{where}: decoding {path}{size} ran out of memory; shrink the file, or lower "
             "max_pixels (--max-pixels) to refuse such files before decoding"
         ) from None
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (2, 3, 4)):
-        raise ValueError(f"{where}: {path} gave an array of unexpected shape {pixels.shape}")
-    return pixels
+
+
+def _checked(bands: Bands, path: Path, where: str) -> Bands:
+    """``bands`` with one channel made gray, refused unless gray, gray+alpha, RGB or RGBA."""
+    shape = bands.shape
+    if len(shape) == 3 and shape[-1] == 1:
+        read = bands._read
+        return Bands(shape[0], lambda top, bottom: read(top, bottom)[..., 0])
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] not in (2, 3, 4)):
+        raise ValueError(f"{where}: {path} gave an array of unexpected shape {shape}")
+    return bands
 
 
 SIGNATURES = {  # the first bytes of each kind of file: what a file named .png really is
@@ -442,17 +469,26 @@ def _drop_alpha(pixels: np.ndarray) -> np.ndarray:
 def _read_mask(path: Path, max_pixels: int = MAX_PIXELS, classes: dict | None = None) -> np.ndarray:
     """A mask file as floats in [0, 1] (see the module docstring), shape ``(H, W)``; with
     ``classes = {"classes": K, "palette": ...}``, as class numbers (see ``class_masks``)."""
-    pixels = _read_pixels(path, "load_folder", max_pixels)
     if classes is not None:
+        pixels = _read_pixels(path, "load_folder", max_pixels)
         if pixels.dtype.kind == "f":  # a PNG: back to the stored values
             pixels = _png_levels(pixels)
         pixels = _drop_alpha(pixels) if pixels.ndim == 3 else pixels
         return pixels_to_labels(pixels, classes["classes"], classes["palette"], path)
-    if pixels.ndim == 3:
-        pixels = _gray_mask(pixels, path)  # a copy: the colour array is freed
-    if pixels.dtype.kind == "f":  # a PNG: matplotlib divided its 8- or 16-bit values
-        pixels = _png_levels(pixels)
-    return _mask_to_unit(pixels, path)
+    with _open_pixels(path, "load_folder", max_pixels) as bands:  # a band of rows at a time
+        levels = np.empty(bands.shape[:2], bands.dtype)  # (H, W)
+        for top, band in zip(range(0, len(levels), BAND_ROWS), bands):
+            levels[top : top + len(band)] = _gray_mask(band, path) if band.ndim == 3 else band
+    rows = [levels[top : top + BAND_ROWS] for top in range(0, len(levels), BAND_ROWS)]
+    if levels.dtype.kind == "f":  # a PNG: matplotlib's values k / 255 or k / 65535
+        eight_bit = all(_eight_bit(band) for band in rows)  # decided once, from all bands
+        for band in rows:
+            band[...] = _png_levels(band, eight_bit)
+    scale = _mask_scale(levels, path)
+    unit = np.empty(levels.shape, np.float32)
+    for top, band in zip(range(0, len(levels), BAND_ROWS), rows):
+        np.divide(band, scale, out=unit[top : top + len(band)])
+    return unit
 
 
 def _gray_mask(pixels: np.ndarray, path: Path) -> np.ndarray:
@@ -472,19 +508,19 @@ def _channels_equal(pixels: np.ndarray) -> bool:
     return all(np.array_equal(pixels[..., c], pixels[..., 0]) for c in range(1, pixels.shape[-1]))
 
 
-def _png_levels(values: np.ndarray) -> np.ndarray:
-    """Undo matplotlib's scaling of a PNG: back to the stored values 0..255 or 0..65535."""
+def _png_levels(values: np.ndarray, eight_bit: bool | None = None) -> np.ndarray:
+    """Undo matplotlib's scaling of a PNG: back to the stored values 0..255 or 0..65535
+    (8-bit when ``eight_bit``, or when None and every value is k / 255)."""
+    if eight_bit is None:
+        eight_bit = _eight_bit(values)
+    return np.rint(values * (255 if eight_bit else 65535))
+
+
+def _eight_bit(values: np.ndarray) -> bool:
+    """Whether PNG values from matplotlib are all k / 255, as an 8-bit file's are."""
     scaled = values * 255
-    levels = np.rint(scaled)
-    scaled -= levels  # in place: a mask may be 8192 x 8192
-    if np.abs(scaled, out=scaled).max() < 1e-3:  # 8-bit: values k / 255
-        return levels
-    return np.rint(values * 65535)  # 16-bit: values k / 65535
-
-
-def _mask_to_unit(levels: np.ndarray, path: Path) -> np.ndarray:
-    """Stored mask values (0..1, 0..255 or 0..65535) as floats in [0, 1]."""
-    return levels / _mask_scale(levels, path)
+    scaled -= np.rint(scaled)  # in place: a mask may be 8192 x 8192
+    return bool(np.abs(scaled, out=scaled).max() < 1e-3)
 
 
 def _mask_scale(levels: np.ndarray, path: Path) -> int:

@@ -67,7 +67,10 @@ def write_png(path: str | os.PathLike, picture: np.ndarray, overwrite: bool = Fa
     picture = np.asarray(picture)
     if picture.ndim not in (2, 3) or (picture.ndim == 3 and picture.shape[2] != 3):
         raise ValueError(f"write_png: a picture is (H, W) or (H, W, 3), got {picture.shape}")
-    levels = np.rint(np.clip(picture, 0.0, 1.0) * 255).astype(np.uint8)  # 8-bit, rounded
+    levels = np.empty(picture.shape, np.uint8)  # 8-bit, rounded; made 512 rows at a time,
+    for top in range(0, len(picture), 512):  # so that a large picture is not copied whole
+        band = np.clip(picture[top : top + 512], 0.0, 1.0)
+        levels[top : top + 512] = np.rint(band * 255)
     tmp = temporary(path)
     try:
         try:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
@@ -46,16 +45,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budgets import (  # noqa: F401 (MAX_PARAMS, memory_limit: read here by users)
+    MAX_PARAMS,
+    BudgetError,
+    check_weight_bytes,
+    memory_limit,
+    weights_budget,
+)
 from ..files import naming, temporary
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MAX_PARAMS = 10**9  # as UNet's own limit: read no more than a UNet may hold
-# the most bytes of weights read from one file, from the shapes and dtypes it declares, before
-# any is read: MAX_PARAMS float32 parameters (4 GB; half as many in float64), or a quarter of
-# the memory this process may use if that is less (a 71 kB HDF5 file of unwritten chunks can
-# declare gigabytes). Loading holds the file's arrays, the model's own copy and the copy
-# set_weights checks; training adds gradients and Adam's two moments
-MAX_WEIGHT_BYTES = 4 * MAX_PARAMS
 MAX_CONFIG_BYTES = 4 * 2**20  # a .keras's config.json: the seed's UNet's takes 37 kB
 HDF5_OVERHEAD = 2**24  # a model.weights.h5's own structures beside its arrays: 16 MiB
 DEFAULT_SIZE = 256  # the seed's input_size (256, 256, 1), for files that record no input shape
@@ -69,48 +68,6 @@ OWN_CONFIG = "numpy_unet_config"
 
 class NotUNetError(ValueError):
     """The file is readable but its weights are not those of a seed-style UNet."""
-
-
-class BudgetError(ValueError):
-    """The file declares more than this package reads; nothing of it was read."""
-
-
-def memory_limit() -> int:
-    """The bytes of memory this process may use: the machine's, or less under ``ulimit -v``
-    (RLIMIT_AS); 8 GiB where the system does not say."""
-    try:
-        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        limit = 8 * 2**30
-    try:
-        import resource
-    except ImportError:  # Windows
-        return limit
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return limit if soft == resource.RLIM_INFINITY else min(limit, soft)
-
-
-def weights_budget() -> tuple[int, str]:
-    """(bytes, why): the most bytes of weights read from one file (see MAX_WEIGHT_BYTES)."""
-    quarter = memory_limit() // 4
-    if quarter < MAX_WEIGHT_BYTES:
-        return quarter, f"a quarter of the {4 * quarter / 2**30:.1f} GiB this process may use"
-    return MAX_WEIGHT_BYTES, f"{MAX_PARAMS:,} float32 parameters, the most a UNet may have here"
-
-
-def check_weight_bytes(arrays: list[tuple[str, tuple, np.dtype]]) -> None:
-    """Refuse, before any is read, arrays ``(name, shape, dtype)`` that declare more bytes in
-    all than :func:`weights_budget`: a BudgetError naming the total and the largest array."""
-    budget, why = weights_budget()
-    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for _, shape, dtype in arrays]
-    total = sum(sizes)
-    if total > budget:
-        name, shape, dtype = arrays[sizes.index(max(sizes))]
-        raise BudgetError(
-            f"its weights declare {total:,} bytes ({total / 2**30:.1f} GiB), more than the "
-            f"budget of {budget:,} bytes ({why}); the largest array, {name}, has shape "
-            f"{tuple(shape)} of {np.dtype(dtype)}; nothing was read"
-        )
 
 
 def h5py_or_error(path: Path, where: str):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budgets import npz_contents
 from ..files import atomic_savez, require_file
 from . import keras_files
 
@@ -116,7 +117,7 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     Reads everything before anything is built: a damaged, truncated or foreign file, or a
     configuration that is not a UNet's, is a ValueError naming the file and what is wrong.
     So is an ``.npz`` whose arrays declare, in their ``.npy`` headers, more bytes than
-    :func:`.keras_files.weights_budget`: refused before any array is read.
+    :func:`..budgets.weights_budget`: refused before any array is read.
     The config is None for a config-less ``.npz`` (a Keras export); for a Keras file it is
     the one its shapes describe (:func:`.keras_files.infer_config`).
     """
@@ -143,30 +144,6 @@ def read_weights(path: str | os.PathLike, where: str) -> tuple[dict | None, list
     if config is not None:
         check_config(config, path, where)
     return config, arrays
-
-
-def npz_contents(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """(name, shape, dtype) of each member of an ``.npz``, read from the ``.npy`` headers
-    alone: what ``np.load`` would allocate for it, known before it does. A member that is not
-    ``.npy``, which ``np.load`` gives as bytes, counts its size in the zip directory."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError("it is neither an .npz archive nor an .npy array")
-    contents = []
-    with zipfile.ZipFile(path) as z:
-        for info in z.infolist():
-            if not info.filename.endswith(".npy"):
-                contents.append((info.filename, (info.file_size,), np.dtype(np.uint8)))
-                continue
-            with z.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0  # 3.0 differs only in encoding
-                )
-                shape, _, dtype = read_header(member)
-            contents.append((info.filename.removesuffix(".npy"), shape, dtype))
-    return contents
 
 
 def records_config(path: str | os.PathLike) -> bool:

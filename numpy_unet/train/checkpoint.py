@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..budgets import BudgetError, check_weight_bytes, npz_contents
 from ..files import atomic_savez
 
 CHECKPOINT = "checkpoint.npz"  # the last state, for --resume
@@ -108,9 +109,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray
         raise damaged("is empty (0 bytes)")
     if not archive:
         raise damaged("is not a .npz archive (truncated, damaged or not a checkpoint)")
-    try:
+    try:  # the headers first: weights and optimizer state within the budget for weights
+        check_weight_bytes(npz_contents(path), "arrays (weights and optimizer state)")
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
+    except BudgetError as err:
+        raise damaged(f"cannot be read: {err}") from None
     except Exception as err:  # BadZipFile, EOFError, zlib.error, ValueError, ...: say which
         raise damaged(f"is damaged ({type(err).__name__}: {err})") from None
     if "meta" not in arrays:
