@@ -735,8 +735,8 @@ assert lost == {184}, "every valid tile loses the same 184-pixel border"
 assert {b[0] - a[0] for a, b in zip(paper_ok, paper_ok[1:])} == {16}, "valid tiles: 16 apart"
 
 # %% [markdown]
-# The smallest tile predicts only a 4x4 centre, and every tile, large or small, loses the
-# same border: 92 pixels on each side. Each 3x3 conv takes one pixel per side from its own
+# The answer: the smallest tile predicts only a 4x4 centre, and every tile, large or small, loses
+# the same border: 92 pixels on each side. Each 3x3 conv takes one pixel per side from its own
 # map, and one pixel at level `k` is `2**(k-1)` pixels of the input: 4 convs x 1 at level
 # 1, 4 x 2 at level 2, 4 x 4, 4 x 8, and 2 x 16 at the bottom, 92 in all. That fixed
 # border is why the paper predicts a large image tile by tile, each tile with its context
@@ -874,7 +874,7 @@ print(f"{runner.name} built for {runner.rows[0].shape[1:3]}: input (2, {h}, {w},
 assert y.shape == (2, h, w, 1), "any valid height and width, any batch size"
 
 # %% [markdown]
-# Yes: a model accepts any valid size, not only the one it was built for, and the height
+# The answer: yes. A model accepts any valid size, not only the one it was built for, and the height
 # and width need not be equal. Only the channel count is fixed, by the first conv's kernel.
 
 # %% [markdown]

@@ -201,8 +201,8 @@ else:
     raise AssertionError("the checker must catch the buggy LeakyReLU")
 
 # %% [markdown]
-# Read the message from left to right: the layer (`LeakyReLU 'leaky_relu_buggy'`), the
-# tensor whose gradient is wrong (`input`), the element with the largest error, and the
+# The answer is in the message, read from left to right: the layer (`LeakyReLU 'leaky_relu_buggy'`),
+# the tensor whose gradient is wrong (`input`), the element with the largest error, and the
 # numerical and analytic values there. The error is `GradcheckError`, a subclass of
 # `AssertionError`, so pytest reports it as a failed assertion, and `err.report` holds the
 # whole table.
@@ -267,7 +267,7 @@ assert failing_rows == {3}, "every failure is on the last row (row 3 of 4)"
 assert heat[:-1].max() < 1e-6 * heat[-1].min(), "the map is hot on the last row only"
 
 # %% [markdown]
-# All the failures sit on row 3, the last one, and nowhere else: a pattern no single
+# The answer: all the failures sit on row 3, the last one, and nowhere else: a pattern no single
 # worst element shows. The table's "failing" column counts them (every element of the last
 # row, since the input is away from the kink), and the lines under it list the worst five
 # with both values, each labelled a *mismatch*: the function is smooth there, so the
@@ -551,7 +551,7 @@ assert all(f.kink for c in strict.checks for f in c.failures), "every failure is
 assert report.passed, "kinks are labelled and not counted: the check passes"
 
 # %% [markdown]
-# Counting every failure, it does not pass, and the failures are all in biases. A bias's
+# The answer: counting every failure, it does not pass, and the failures are all in biases. A bias's
 # gradient sums over every pixel of its channel, so it collects every kink in that channel.
 # The backward is not wrong. At a pre-activation of exactly 0, nudging the bias up switches
 # the unit on and nudging it down leaves it off, so the numerical slope is half of what the
@@ -619,8 +619,8 @@ assert np.array_equal(analytic, [[0, 1], [0, 0]]), "the backward: all to the fir
 assert np.allclose(numerical, [[0, 0.5], [0, 0.5]], atol=1e-9), "finite differences: half each"
 
 # %% [markdown]
-# Half to each tied maximum. Nudging either one up makes it the unique maximum (slope 1),
-# nudging it down hands the maximum to the other (slope 0); the central difference
+# The answer: half to each tied maximum. Nudging either one up makes it the unique maximum
+# (slope 1), nudging it down hands the maximum to the other (slope 0); the central difference
 # averages the two.
 
 # %% [markdown]
@@ -763,8 +763,8 @@ del victim.backward  # back to the correct method
 assert caught == ["conv7_1/kernel"], "two directions catch a 1 % error, in that tensor only"
 
 # %% [markdown]
-# Yes: the check names the right tensor, `conv7_1/kernel`, and only that one: the planted bug
-# does not touch the gradient that `conv7_1` passes on, so every other tensor still
+# The answer: yes. The check names the right tensor, `conv7_1/kernel`, and only that one: the
+# planted bug does not touch the gradient that `conv7_1` passes on, so every other tensor still
 # agrees.
 #
 # One limit to keep in mind: the tolerance is `atol + rtol * |numerical|`, and `atol =

@@ -105,8 +105,8 @@ assert [bool(sigmoid(np.float32(v)) == 1) for v in (10, 16, 17, 40)] == [0, 0, 1
 assert 16.5 < first_one < 16.7, "float32 sigmoid is exactly 1.0 from x = 16.6 on"
 
 # %% [markdown]
-# 17 and 40. In float32 the sigmoid **rounds to exactly 1.0** from `x ≈ 16.6` on (printed
-# above): there `exp(-x)` is below half the float32 spacing just above 1 (`1.2e-7 / 2`),
+# The answer: 17 and 40. In float32 the sigmoid **rounds to exactly 1.0** from `x ≈ 16.6` on
+# (printed above): there `exp(-x)` is below half the float32 spacing just above 1 (`1.2e-7 / 2`),
 # so `1 + exp(-x)` rounds to 1. Then `log(1 - p)` is `log(0) = -inf`. Clipping, next,
 # fixes that.
 
@@ -297,8 +297,8 @@ assert np.all(dz_sat[:2] == 0), "a saturated pixel gets no gradient through the 
 assert abs(dz_sat[2] - fused[2]) < 1e-15, "inside the clip: (p - y) / M, as fused"
 
 # %% [markdown]
-# Only the merely wrong pixel gets a gradient. The two saturated ones cost the capped 16.12
-# each in float64 (15.94 and 16.12 in float32, printed above), and their gradient is
+# The answer: only the merely wrong pixel gets a gradient. The two saturated ones cost the capped
+# 16.12 each in float64 (15.94 and 16.12 in float32, printed above), and their gradient is
 # **zero**, because the clip is flat there; the fused formula would have given them
 # `(p - y) / M = ±1/M`. With He initialisation and a sensible learning rate, logits stay
 # far from ±17, so this rarely bites; but it is one reason a diverged network can stay
@@ -530,7 +530,7 @@ assert round(per_membrane32, 2) == 15.94, "in float32: 15.94 per membrane pixel"
 assert bce_constant < bce_lazy / 3, "the best constant guess costs far less"
 
 # %% [markdown]
-# The Dice loss on the cells hardly objects: the lazy prediction is right on
+# The answer: not the Dice loss on the cells. It hardly objects: the lazy prediction is right on
 # most pixels and its Dice score on the cell class is high (printed above). The Dice loss
 # on the membranes is the worst possible, 1: Dice punishes imbalance only when you compute
 # it on the **rare** class.

@@ -594,7 +594,7 @@ print("Look at: in the middle panel two cells share one colour. A few pixels of 
 print("the Rand error jumps while accuracy and Dice barely move.")
 
 # %% [markdown]
-# The numbers tell the story. Filling a gap of two or three pixels changes the pixel
+# The answer: the numbers tell the story. Filling a gap of two or three pixels changes the pixel
 # accuracy and Dice in the fourth decimal, but costs a Rand error more than a hundred
 # times larger (about 0.14 in a full run, 0.11 in quick mode; printed above). This is why
 # the challenge ranked entries by the Rand error rather than pixel accuracy: a

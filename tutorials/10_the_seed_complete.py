@@ -502,7 +502,7 @@ assert freq[2] < 0.10, "organelles should be rare: under 10% of the pixels"
 assert freq[1] > freq[0] > freq[2], "most pixels are cells, then membranes, then organelles"
 
 # %% [markdown]
-# About 3%. A rare class is easy to ignore: a network that draws every membrane and cell
+# The answer: about 3%. A rare class is easy to ignore: a network that draws every membrane and cell
 # perfectly but never an organelle is right on 97% of the pixels. Pixel accuracy hides it;
 # the per-class scores of `metrics.class_scores` do not. For each class `k`, counted one
 # class against the rest: its **accuracy** `TP / (TP + FN)` (the share of its pixels found),

@@ -807,6 +807,22 @@ def _solutions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _site(args: argparse.Namespace) -> int:
+    from ..teach.site import build_site
+
+    mode = "quick mode" if args.quick else "full mode (a few minutes)"
+    print(f"Building the course site: every tutorial in {mode}, each in a fresh Jupyter kernel")
+    out = build_site(
+        args.out,
+        quick=args.quick,
+        tutorials=args.tutorials,
+        overwrite=args.overwrite,
+        data=args.data,
+    )
+    print(f"Wrote {out}: open {out / 'index.html'}, or copy the folder to any static host")
+    return 0
+
+
 def _add_model_options(p: argparse.ArgumentParser, filters: int | None, size: int | None) -> None:
     p.add_argument("--size", type=int, default=size, help="image height and width")
     p.add_argument("--filters", type=int, default=filters, help="filters of the first level")
@@ -1082,6 +1098,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unet", action="store_true", help="also check a small UNet end to end")
     p.add_argument("-v", "--verbose", action="store_true", help="also print why each check failed")
     p.set_defaults(func=_gradcheck)
+
+    p = sub.add_parser(
+        "site",
+        help="execute the tutorials and write the course as a static website",
+        description="Runs every tutorial in a fresh Jupyter kernel and writes OUT/index.html "
+        "(the course plan) and one page per tutorial with its code, output and figures; "
+        "nothing is fetched from the network. A failing lesson stops the build and nothing "
+        'is written. Needs the site extra: pip install ".[site]".',
+    )
+    p.add_argument("out", help="the site's folder (new; OUT-2, ... if it exists)")
+    p.add_argument("--quick", action="store_true", help="run the tutorials in quick mode")
+    p.add_argument("--tutorials", help="the tutorials' folder (default: ./tutorials)")
+    p.add_argument("--overwrite", action="store_true", help="replace a site built earlier in OUT")
+    p.add_argument("--data", help="a folder of real ISBI 2012 images for tutorials 07-09")
+    p.set_defaults(func=_site)
     return parser
 
 
