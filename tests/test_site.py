@@ -13,9 +13,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -205,17 +208,88 @@ def test_a_figure_saved_but_not_shown_fails_the_build(tiny_tutorials, tmp_path):
 
 
 def test_no_kernel_is_left_running(tiny_site):
-    mine = str(os.getpid())
-    kernels = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    assert kernels_of(os.getpid()) == []
+
+
+def start_a_long_build(tmp_path: Path) -> subprocess.Popen:
+    """``numpy-unet site`` on a tutorial that sleeps, once its kernel runs the sleep."""
+    folder = tmp_path / "tutorials"
+    folder.mkdir()
+    (folder / "01_slow.py").write_text(
+        '# %%\nimport time\nprint("sleeping", flush=True)\ntime.sleep(120)\n'
+    )
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
+        "from numpy_unet.app.cli import main\n"
+        f"sys.exit(main(['site', {str(tmp_path / 'site')!r}, '--quick', '--tutorials', "
+        f"{str(folder)!r}]))\n"
+    )
+    child = subprocess.Popen(  # its own process group, which a terminal's Ctrl-C signals
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while not kernels_of(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the kernel is in the cell by now
+    return child
+
+
+def kernels_of(pid: int) -> list[str]:
+    """The ipykernel processes whose parent is ``pid``."""
+    found = []
+    for other in filter(str.isdigit, os.listdir("/proc")):
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{other}/stat").read_text()
+            command = Path(f"/proc/{other}/cmdline").read_bytes()
         except OSError:  # gone meanwhile
             continue
-        if stat.rsplit(")", 1)[1].split()[1] == mine and b"ipykernel" in command:
-            kernels.append(pid)
-    assert kernels == []
+        if stat.rsplit(")", 1)[1].split()[1] == str(pid) and b"ipykernel" in command:
+            found.append(other)
+    return found
+
+
+def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path):
+    needs_extra()
+    child = start_a_long_build(tmp_path)
+    kernel = kernels_of(child.pid)
+    assert len(kernel) == 1
+    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err[-2000:]
+    assert err.strip() == "interrupted (Ctrl-C)", err[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tutorials"]
+    assert (
+        not Path(f"/proc/{kernel[0]}").exists()
+        or b"ipykernel" not in Path(f"/proc/{kernel[0]}/cmdline").read_bytes()
+    )
+
+
+def test_a_killed_builds_folder_is_removed_by_the_next_build(tmp_path, tiny_tutorials):
+    needs_extra()
+    from numpy_unet.teach.site import build_site
+
+    child = start_a_long_build(tmp_path)
+    kernel = kernels_of(child.pid)
+    child.kill()  # SIGKILL: nothing runs after it
+    child.communicate(timeout=60)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".site.building-")]
+    assert len(left) == 1  # what no code could clean up
+    sockets = Path(tempfile.gettempdir()) / f"numpy-unet-kernel-{child.pid}-"
+    assert len(list(sockets.parent.glob(sockets.name + "*"))) == 1
+    deadline = time.monotonic() + 30  # the kernel sees its parent gone and ends
+    while Path(f"/proc/{kernel[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{kernel[0]}").exists()
+    build_site(tmp_path / "site", quick=True, tutorials=tiny_tutorials, log=quiet)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "tutorials"]
+    assert list(sockets.parent.glob(sockets.name + "*")) == []
 
 
 def test_a_broken_lesson_fails_the_build_naming_tutorial_03(tmp_path):

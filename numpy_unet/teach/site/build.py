@@ -14,10 +14,11 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ...files import fresh_dir
-from .execute import Executed, run_tutorial
+from .execute import SOCKETS, Executed, run_tutorial
 from .render import index_page, nav_html, title_of, tutorial_page
 
 # which tutorial teaches what each exercise of the course kit asks (``numpy-unet exercises``
@@ -57,7 +58,7 @@ def build_site(
     tutorials: str | os.PathLike | None = None,
     overwrite: bool = False,
     data: str | os.PathLike | None = None,
-    log: object = print,
+    log: Callable[[str], object] = print,
 ) -> Path:
     """Execute every tutorial in a fresh kernel and write the course as a static site.
 
@@ -95,6 +96,8 @@ def build_site(
     _require_extra()
     out = Path(out)
     folder = Path(tutorials) if tutorials is not None else default_tutorials()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"site: the tutorials folder {folder} does not exist")
     scripts = find_tutorials(folder)
     if not scripts:
         raise FileNotFoundError(f"site: {folder} holds no tutorial scripts (NN_name.py)")
@@ -104,7 +107,9 @@ def build_site(
             f"{MARK}); nothing was replaced"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    _remove_abandoned(out)
+    prefix = f".{out.name}.building-{os.getpid()}-"  # the pid: whose build it is
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     try:
         runs = {}
         for k, script in enumerate(scripts, 1):
@@ -185,6 +190,31 @@ To run them yourself: `pip install .` in the repository, then
 Teachers: `numpy-unet exercises DIR` makes the student copy; the last column names the
 exercises each tutorial prepares.
 """
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Remove the building folders of earlier builds into ``out``, and their kernels' socket
+    folders, whose process is gone (killed with SIGKILL, which no code can clean up after);
+    a running build's folders are kept."""
+    for parent, pattern in (
+        (out.parent, rf"^\.{re.escape(out.name)}\.building-(\d+)-"),
+        (Path(tempfile.gettempdir()), rf"^{SOCKETS}(\d+)-"),  # a kernel's sockets
+    ):
+        for folder in parent.iterdir():
+            match = re.match(pattern, folder.name)
+            if match and folder.is_dir() and not _alive(int(match.group(1))):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_figures_shown(script: Path, run: Executed, figures: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ print(_json.dumps({"numpy_unet": _nu.__version__, "numpy": _np.__version__,
     "machine": _platform.machine(), "cpu": _cpu(), "cores": _os.cpu_count(),
     "package": _os.path.dirname(_nu.__file__)}))
 """
+
+
+SOCKETS = "numpy-unet-kernel-"  # + this process's pid: the kernel's private folder in /tmp
 
 
 class LessonFailedError(RuntimeError):
@@ -88,7 +92,7 @@ def run_tutorial(
     if data is not None:
         env["NUMPY_UNET_DATA"] = str(data)
     # the kernel talks to this process over Unix sockets in a private folder, not TCP ports
-    sockets = Path(tempfile.mkdtemp(prefix="numpy-unet-kernel-"))  # short: a socket's path
+    sockets = Path(tempfile.mkdtemp(prefix=f"{SOCKETS}{os.getpid()}-"))  # short: a socket's path
     manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "k"))
     client = NotebookClient(
         notebook,
@@ -99,20 +103,57 @@ def run_tutorial(
     )
     start = time.perf_counter()
     try:
-        client.execute(cleanup_kc=True, env=env)  # the kernel is shut down whatever happens
-    except (CellExecutionError, CellTimeoutError) as err:
-        index = _failed_cell(notebook)
-        where = "the last cell" if index is None else f"cell {index + 1}"
-        if index is not None and index < len(lines):
-            where += f" (line {lines[index] + _line_in_cell(err)} of {script.name})"
-        message = f"site: tutorial {script.name} failed in {where}: {_reason(err)}"
-        raise LessonFailedError(message) from None
+        with open(sockets / "kernel.log", "wb") as log:  # the kernel's own messages, if it dies
+            err = _execute(client, manager, env=env, stdout=log, stderr=log)
+        if isinstance(err, (CellExecutionError, CellTimeoutError)):
+            index = _failed_cell(notebook)
+            where = "the last cell" if index is None else f"cell {index + 1}"
+            if index is not None and index < len(lines):
+                where += f" (line {lines[index] + _line_in_cell(err)} of {script.name})"
+            message = f"site: tutorial {script.name} failed in {where}: {_reason(err)}"
+            raise LessonFailedError(message) from None
+        if err is not None:
+            tail = (sockets / "kernel.log").read_text(errors="replace").strip()[-2000:]
+            raise RuntimeError(
+                f"site: the kernel running {script.name} failed ({type(err).__name__}: {err})"
+                + (f"; its last words:\n{tail}" if tail else "")
+            ) from None
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - start
     last = notebook.cells.pop()  # the machine cell, not shown
     text = "".join(out.get("text", "") for out in last.get("outputs", []))
     return Executed(notebook, seconds, json.loads(text.strip().splitlines()[-1]))
+
+
+def _execute(client: object, manager: object, **kwargs: object) -> BaseException | None:
+    """Run the notebook in a helper thread and return what it raised, if anything.
+
+    The main thread only waits, so Ctrl-C reaches it as a KeyboardInterrupt (nbclient's own
+    signal handling, which it installs only in the main thread, could wait for a busy
+    kernel's cell to end). On Ctrl-C the kernel is killed, the thread ends as the client
+    sees the kernel die, and the KeyboardInterrupt goes on to the caller.
+    """
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.execute(cleanup_kc=True, **kwargs)  # shuts the kernel down when done
+        except BaseException as err:  # handed to the main thread
+            raised.append(err)
+
+    thread = threading.Thread(target=run, name="numpy-unet site: kernel client", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        process = getattr(getattr(manager, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()  # the kernel runs in a session of its own: no Ctrl-C reached it
+        thread.join(30)
+        raise
+    return raised[0] if raised else None
 
 
 def _cell_lines(source: str, count: int) -> list[int]:

@@ -2,7 +2,10 @@
 
 Nothing on a page is fetched from the network: the style sheet is in the page, figures are
 PNG files beside it, and there is no script. Markdown is rendered by ``markdown-it-py`` (which
-jupytext depends on) and code coloured by Pygments (which IPython depends on).
+jupytext depends on) and code coloured by Pygments (which IPython depends on). nbconvert would
+do the same job with about ten more packages, and its HTML templates load MathJax and
+require.js from a CDN by default; the tutorials hold no LaTeX (their formulas are code), so
+this short writer is all a page needs.
 
 A "predict before you run" question (a text cell holding ``**Predict before you run.**``)
 folds what would give its answer away: the output of the code cells after it, and the text
