@@ -46,6 +46,29 @@ def needs_extra() -> None:
         pytest.importorskip(name, reason='the site extra is not installed (pip install ".[site]")')
 
 
+def test_without_the_extra_or_the_folder_the_command_says_what_to_do(tmp_path, monkeypatch, capsys):
+    needs_extra()  # then hide one part of it
+    import importlib.util
+
+    from numpy_unet.app.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jupytext" else real(name, *a)
+    )
+    assert main(["site", str(tmp_path / "site"), "--tutorials", str(TUTORIALS)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        'error: site: building the site needs jupytext: pip install "numpy-unet[site]" '
+        '(or pip install ".[site]" in the repository)'
+    )
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert main(["site", str(tmp_path / "site"), "--tutorials", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: site: the tutorials folder {tmp_path / 'nope'} does not exist"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 TINY = """\
 # %% [markdown]
 # # 01 · A tiny lesson: `x` squared
